@@ -1,0 +1,152 @@
+//! Identity of a revision: the pod-template hash (spec section 1).
+//!
+//! Upstream hashes a Go-specific dump of the template, which no other
+//! language can reproduce. DeploymentLite hashes a canonical JSON form
+//! instead: keys sorted, and nulls, empty lists and empty maps dropped, so a
+//! template hashes the same whether or not optional empty fields were written.
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use serde_json::Value;
+
+use crate::api::POD_TEMPLATE_HASH_LABEL;
+
+/// The alphabet upstream uses so that hashes never spell words and never
+/// look like numbers.
+const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// Removes nulls, empty lists and empty maps, recursively. Returns `None`
+/// when the value itself is empty after normalisation.
+pub fn normalize(v: &Value) -> Option<Value> {
+    match v {
+        Value::Null => None,
+        Value::Array(items) => {
+            let items: Vec<Value> = items.iter().map(|i| normalize(i).unwrap_or(Value::Null)).collect();
+            if items.is_empty() { None } else { Some(Value::Array(items)) }
+        }
+        Value::Object(map) => {
+            let map: serde_json::Map<String, Value> =
+                map.iter().filter_map(|(k, v)| normalize(v).map(|v| (k.clone(), v))).collect();
+            if map.is_empty() { None } else { Some(Value::Object(map)) }
+        }
+        other => Some(other.clone()),
+    }
+}
+
+/// The template as canonical JSON, without the pod-template-hash label.
+pub fn canonical_template(template: &PodTemplateSpec) -> Value {
+    let mut t = template.clone();
+    if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(POD_TEMPLATE_HASH_LABEL);
+    }
+    let v = serde_json::to_value(&t).expect("a PodTemplateSpec serializes");
+    normalize(&v).unwrap_or(Value::Object(Default::default()))
+}
+
+fn fnv1a_32(bytes: impl IntoIterator<Item = u8>) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// Maps each character through [`SAFE_ALPHABET`] by its code, as upstream's
+/// safe encoding does.
+fn safe_encode(s: &str) -> String {
+    s.bytes().map(|b| SAFE_ALPHABET[usize::from(b) % SAFE_ALPHABET.len()] as char).collect()
+}
+
+/// The pod-template hash of a template, folded with the collision count.
+pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
+    // serde_json's Map is a BTreeMap here, so to_string prints sorted keys.
+    let json = canonical_template(template).to_string();
+    let mut bytes: Vec<u8> = json.into_bytes();
+    if let Some(c) = collision_count {
+        bytes.extend_from_slice(&(c as u32).to_le_bytes());
+        bytes.extend_from_slice(&[0, 0, 0, 0]);
+    }
+    safe_encode(&fnv1a_32(bytes).to_string())
+}
+
+/// Whether every field set in `want` is set to the same value in `have`.
+/// A real ReplicaSet's template carries fields the API server defaulted
+/// (imagePullPolicy, terminationMessagePath, ...) that the DeploymentLite's
+/// embedded template lacks, so equality is "want is contained in have".
+pub fn contained_in(want: &Value, have: &Value) -> bool {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => {
+            w.iter().all(|(k, wv)| h.get(k).is_some_and(|hv| contained_in(wv, hv)))
+        }
+        (Value::Array(w), Value::Array(h)) => {
+            w.len() == h.len() && w.iter().zip(h).all(|(wv, hv)| contained_in(wv, hv))
+        }
+        (w, h) => w == h,
+    }
+}
+
+/// Semantic template equality ignoring the hash label and defaulted fields.
+pub fn templates_match(dl_template: &PodTemplateSpec, rs_template: &PodTemplateSpec) -> bool {
+    contained_in(&canonical_template(dl_template), &canonical_template(rs_template))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn template(v: Value) -> PodTemplateSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn hash_uses_only_the_safe_digits_alphabet() {
+        let t = template(json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}));
+        let h = pod_template_hash(&t, None);
+        assert!(!h.is_empty() && h.len() <= 10, "{h}");
+        assert!(h.chars().all(|c| "456789bcdf".contains(c)), "{h}");
+    }
+
+    #[test]
+    fn digits_map_through_the_alphabet_by_ascii_code() {
+        // '0' is 48, 48 % 27 = 21 -> '4'; '9' is 57, 57 % 27 = 3 -> 'f'.
+        assert_eq!(safe_encode("0123456789"), "456789bcdf");
+    }
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        assert_eq!(fnv1a_32(*b""), 0x811c9dc5);
+        assert_eq!(fnv1a_32(*b"a"), 0xe40c292c);
+        assert_eq!(fnv1a_32(*b"foobar"), 0xbf9cf968);
+    }
+
+    #[test]
+    fn empty_fields_and_the_hash_label_do_not_change_the_hash() {
+        let a = template(json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}));
+        let b = template(json!({"metadata": {"labels": {"app": "x", "pod-template-hash": "abc"}, "annotations": {}},
+            "spec": {"containers": [{"name": "c", "image": "i", "env": [], "ports": null}], "volumes": []}}));
+        assert_eq!(pod_template_hash(&a, None), pod_template_hash(&b, None));
+    }
+
+    #[test]
+    fn a_different_image_or_collision_count_changes_the_hash() {
+        let a = template(json!({"spec": {"containers": [{"name": "c", "image": "i:1"}]}}));
+        let b = template(json!({"spec": {"containers": [{"name": "c", "image": "i:2"}]}}));
+        assert_ne!(pod_template_hash(&a, None), pod_template_hash(&b, None));
+        assert_ne!(pod_template_hash(&a, None), pod_template_hash(&a, Some(1)));
+        assert_ne!(pod_template_hash(&a, Some(1)), pod_template_hash(&a, Some(2)));
+    }
+
+    #[test]
+    fn a_defaulted_replica_set_template_matches_its_source() {
+        let dl = template(json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}));
+        let rs = template(json!({"metadata": {"labels": {"app": "x", "pod-template-hash": "h"}},
+            "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicy": "Always", "terminationMessagePath": "/dev/termination-log"}],
+                     "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}}));
+        assert!(templates_match(&dl, &rs));
+        let other = template(json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "j"}]}}));
+        assert!(!templates_match(&other, &rs));
+        let two = template(json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}, {"name": "d", "image": "i"}]}}));
+        assert!(!templates_match(&two, &rs));
+    }
+}

@@ -1,0 +1,428 @@
+//! The I/O side of the controller: read from the watch caches, claim
+//! ReplicaSets, ask the [`planner`] what one sync does, and execute it.
+//!
+//! Every write that depends on what was read carries the resourceVersion it
+//! was read at. A conflict (409) ends the reconcile with an error; the error
+//! policy requeues it quickly and the next attempt plans again from fresh
+//! state, never re-applying the stale decision.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::core::{Selector, SelectorExt};
+use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::api::{DeploymentLite, DeploymentLiteStatus, POD_TEMPLATE_HASH_LABEL};
+use crate::controller::hash::templates_match;
+use crate::controller::planner::{self, Action, EventType, SyncInput, controller_ref};
+use crate::controller::rollout::progress::{new_condition, set_condition};
+
+/// The component name on events and field managers.
+pub const CONTROLLER_NAME: &str = "dlite-controller";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} changed since it was read (409 Conflict); retrying from fresh state")]
+    Conflict { what: String },
+    #[error("{action} {what}: {source}")]
+    Api {
+        action: &'static str,
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("object has no {0}")]
+    MissingField(&'static str),
+}
+
+impl Error {
+    fn api(action: &'static str, what: impl Into<String>, source: kube::Error) -> Self {
+        let what = what.into();
+        match &source {
+            kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict" => Error::Conflict { what },
+            _ => Error::Api { action, what, source },
+        }
+    }
+}
+
+/// Shared by every reconcile: one client, the watch caches, one recorder.
+pub struct Context {
+    pub client: Client,
+    pub replica_sets: Store<ReplicaSet>,
+    pub pods: Store<Pod>,
+    pub recorder: Recorder,
+}
+
+/// Options of the controller process.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Watch only this namespace (all when `None`).
+    pub namespace: Option<String>,
+}
+
+fn api_for<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(client: Client, opts: Options, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let dls: Api<DeploymentLite> = api_for(&client, &opts.namespace);
+    let rses: Api<ReplicaSet> = api_for(&client, &opts.namespace);
+    let pods: Api<Pod> = api_for(&client, &opts.namespace);
+
+    let (rs_store, rs_writer) = reflector::store();
+    let rs_stream = reflector::reflector(rs_writer, watcher(rses, watcher::Config::default().any_semantic()))
+        .default_backoff()
+        .touched_objects();
+    // Only pods of ReplicaSets carry the hash label; that keeps the cache to
+    // what Recreate waits on.
+    let (pod_store, pod_writer) = reflector::store();
+    let pod_stream = reflector::reflector(
+        pod_writer,
+        watcher(pods, watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL).any_semantic()),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let recorder = Recorder::new(client.clone(), Reporter { controller: CONTROLLER_NAME.into(), instance: None });
+    let ctx = Arc::new(Context { client, replica_sets: rs_store.clone(), pods: pod_store, recorder });
+
+    let controller = Controller::new(dls, watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().debounce(Duration::from_millis(50)));
+    let dl_store = controller.store();
+    let dl_store_for_rs = dl_store.clone();
+    let rs_store_for_pods = rs_store.clone();
+    controller
+        .watches_stream(rs_stream, move |rs: ReplicaSet| replica_set_owners(&dl_store_for_rs, &rs))
+        .watches_stream(pod_stream, move |pod: Pod| pod_owner(&rs_store_for_pods, &pod))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => debug!(object = %obj, "reconciled"),
+                Err(e) => debug!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+/// Which DeploymentLites care about a ReplicaSet event: its controller, or
+/// for an orphan, every DeploymentLite whose selector matches it (adoption).
+fn replica_set_owners(dls: &Store<DeploymentLite>, rs: &ReplicaSet) -> Vec<ObjectRef<DeploymentLite>> {
+    let ns = rs.namespace().unwrap_or_default();
+    if let Some(owner) = rs.owner_references().iter().find(|o| o.controller == Some(true)) {
+        if owner.kind == "DeploymentLite" && owner.api_version.starts_with("apps.dlite.dev/") {
+            return vec![ObjectRef::new(&owner.name).within(&ns)];
+        }
+        return vec![];
+    }
+    dls.state()
+        .iter()
+        .filter(|d| d.namespace().as_deref() == Some(ns.as_str()) && selects(d, rs.labels()))
+        .map(|d| ObjectRef::from_obj(d.as_ref()))
+        .collect()
+}
+
+/// A pod that is going away may unblock a Recreate rollout of the
+/// DeploymentLite behind its ReplicaSet.
+fn pod_owner(rses: &Store<ReplicaSet>, pod: &Pod) -> Option<ObjectRef<DeploymentLite>> {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Failed") | Some("Succeeded")) {
+        return None;
+    }
+    let owner = pod.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "ReplicaSet")?;
+    let rs = rses.get(&ObjectRef::new(&owner.name).within(&pod.namespace()?))?;
+    let dl = rs.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "DeploymentLite")?;
+    Some(ObjectRef::new(&dl.name).within(&pod.namespace()?))
+}
+
+fn selects(dl: &DeploymentLite, labels: &BTreeMap<String, String>) -> bool {
+    match Selector::try_from(dl.spec.selector.clone()) {
+        Ok(sel) => !sel.selects_all() && sel.matches(labels),
+        Err(_) => false,
+    }
+}
+
+/// Requeue policy on errors: conflicts are retried almost at once (fresh
+/// state is already in the cache or on its way); anything else backs off.
+pub fn error_policy(dl: Arc<DeploymentLite>, err: &Error, _ctx: Arc<Context>) -> Requeue {
+    match err {
+        Error::Conflict { .. } => {
+            debug!(deploymentlite = %dl.name_any(), error = %err, "conflict; retrying");
+            Requeue::requeue(Duration::from_millis(200))
+        }
+        _ => {
+            warn!(deploymentlite = %dl.name_any(), error = %err, "reconcile failed");
+            Requeue::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+/// One reconcile of one DeploymentLite.
+pub async fn reconcile(dl: Arc<DeploymentLite>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let ns = dl.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let span = info_span!("reconcile", deploymentlite = %format!("{ns}/{}", dl.name_any()), generation = dl.metadata.generation);
+    reconcile_inner(dl, ctx, ns).instrument(span).await
+}
+
+async fn reconcile_inner(dl: Arc<DeploymentLite>, ctx: Arc<Context>, ns: String) -> Result<Requeue, Error> {
+    let rses: Vec<Arc<ReplicaSet>> =
+        ctx.replica_sets.state().into_iter().filter(|rs| rs.namespace().as_deref() == Some(ns.as_str())).collect();
+    let claimed = claim_replica_sets(&ctx, &dl, &ns, rses).await?;
+    let uids: HashSet<String> = claimed.iter().filter_map(|rs| rs.uid()).collect();
+    let pods: Vec<Pod> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|p| p.owner_references().iter().any(|o| o.controller == Some(true) && uids.contains(&o.uid)))
+        .map(|p| p.as_ref().clone())
+        .collect();
+
+    let plan = planner::plan(SyncInput { dl: &dl, rses: &claimed, pods: &pods, now: Utc::now() });
+    debug!(actions = plan.actions.len(), "planned");
+    execute(&ctx, &dl, &ns, plan).await
+}
+
+/// Section 10: keep ours that still match, release ours that no longer do,
+/// adopt matching orphans (after re-reading the owner from the API server,
+/// so a deleted-and-recreated object never adopts its predecessor's
+/// children), ignore what another controller owns.
+async fn claim_replica_sets(
+    ctx: &Context,
+    dl: &DeploymentLite,
+    ns: &str,
+    rses: Vec<Arc<ReplicaSet>>,
+) -> Result<Vec<ReplicaSet>, Error> {
+    let uid = dl.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let deleting = dl.metadata.deletion_timestamp.is_some();
+    let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), ns);
+    let mut claimed = Vec::new();
+    let mut fresh_checked = false;
+    for rs in rses {
+        let controller = rs.owner_references().iter().find(|o| o.controller == Some(true));
+        let matches = selects(dl, rs.labels());
+        match controller {
+            Some(o) if o.uid != uid => continue,
+            Some(_) if matches || deleting => claimed.push(rs.as_ref().clone()),
+            Some(_) => {
+                // Ours but no longer selected: let it go.
+                let refs: Vec<_> = rs.owner_references().iter().filter(|o| o.uid != uid).cloned().collect();
+                let patch = json!({"metadata": {"resourceVersion": rs.resource_version(), "ownerReferences": refs}});
+                api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| Error::api("releasing", format!("ReplicaSet {}", rs.name_any()), e))?;
+                info!(replicaset = %rs.name_any(), "released ReplicaSet that no longer matches the selector");
+            }
+            None if matches && !deleting && rs.metadata.deletion_timestamp.is_none() => {
+                if !fresh_checked {
+                    let dls: Api<DeploymentLite> = Api::namespaced(ctx.client.clone(), ns);
+                    let fresh = dls
+                        .get(&dl.name_any())
+                        .await
+                        .map_err(|e| Error::api("re-reading", format!("DeploymentLite {}", dl.name_any()), e))?;
+                    if fresh.uid().as_deref() != Some(uid.as_str()) || fresh.metadata.deletion_timestamp.is_some() {
+                        return Ok(claimed);
+                    }
+                    fresh_checked = true;
+                }
+                let mut refs = rs.owner_references().to_vec();
+                refs.push(controller_ref(dl));
+                let patch = json!({"metadata": {"resourceVersion": rs.resource_version(), "ownerReferences": refs}});
+                let adopted = api
+                    .patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| Error::api("adopting", format!("ReplicaSet {}", rs.name_any()), e))?;
+                info!(replicaset = %rs.name_any(), "adopted orphan ReplicaSet");
+                claimed.push(adopted);
+            }
+            None => {}
+        }
+    }
+    Ok(claimed)
+}
+
+async fn publish(ctx: &Context, dl: &DeploymentLite, type_: EventType, reason: &str, message: String) {
+    let ev = Event {
+        type_: match type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        },
+        reason: reason.into(),
+        note: Some(message),
+        action: reason.into(),
+        secondary: None,
+    };
+    // An event that cannot be recorded is not a reason to stop a rollout.
+    if let Err(e) = ctx.recorder.publish(&ev, &dl.object_ref(&())).await {
+        warn!(error = %e, reason, "could not record event");
+    }
+}
+
+/// Executes a plan in order, then records the status.
+async fn execute(ctx: &Context, dl: &DeploymentLite, ns: &str, plan: planner::Plan) -> Result<Requeue, Error> {
+    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), ns);
+    let dl_api: Api<DeploymentLite> = Api::namespaced(ctx.client.clone(), ns);
+    let name = dl.name_any();
+    let mut current = dl.clone();
+    let mut status = plan.status;
+
+    for action in plan.actions {
+        match action {
+            Action::CreateReplicaSet(rs) => {
+                let rs_name = rs.name_any();
+                let size = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                match rs_api.create(&PostParams::default(), &rs).await {
+                    Ok(_) => {
+                        info!(replicaset = %rs_name, replicas = size, "created ReplicaSet");
+                        if size > 0 {
+                            let msg = format!("Scaled up replica set {rs_name} from 0 to {size}");
+                            publish(ctx, dl, EventType::Normal, planner::reason::SCALING_RS, msg).await;
+                        }
+                    }
+                    Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
+                        return handle_name_collision(ctx, dl, &current, &rs_api, &rs_name, status).await;
+                    }
+                    Err(e) => {
+                        let msg = format!("Failed to create new replica set \"{rs_name}\": {e}");
+                        publish(ctx, dl, EventType::Warning, "FailedCreate", msg.clone()).await;
+                        set_condition(
+                            &mut status.conditions,
+                            new_condition("Progressing", "False", planner::reason::CREATE_ERROR, msg, Utc::now()),
+                        );
+                        write_status(&dl_api, &current, status).await?;
+                        return Err(Error::api("creating", format!("ReplicaSet {rs_name}"), e));
+                    }
+                }
+            }
+            Action::UpdateReplicaSet { name: rs_name, resource_version, from, replicas, annotations, min_ready_seconds } => {
+                let patch = json!({
+                    "metadata": {"resourceVersion": resource_version, "annotations": annotations},
+                    "spec": {"replicas": replicas, "minReadySeconds": min_ready_seconds},
+                });
+                rs_api
+                    .patch(&rs_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| Error::api("scaling", format!("ReplicaSet {rs_name}"), e))?;
+                if from != replicas {
+                    let dir = if replicas > from { "up" } else { "down" };
+                    info!(replicaset = %rs_name, from, to = replicas, "scaled ReplicaSet");
+                    let msg = format!("Scaled {dir} replica set {rs_name} from {from} to {replicas}");
+                    publish(ctx, dl, EventType::Normal, planner::reason::SCALING_RS, msg).await;
+                }
+            }
+            Action::DeleteReplicaSet { name: rs_name, uid, resource_version } => {
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions { uid: Some(uid), resource_version: Some(resource_version) }),
+                    ..DeleteParams::background()
+                };
+                match rs_api.delete(&rs_name, &dp).await {
+                    Ok(_) => info!(replicaset = %rs_name, "deleted old ReplicaSet (revision history limit)"),
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(Error::api("deleting", format!("ReplicaSet {rs_name}"), e)),
+                }
+            }
+            Action::AnnotateDeployment { annotations } => {
+                let patch = json!({"metadata": {"resourceVersion": current.resource_version(), "annotations": annotations}});
+                current = dl_api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| Error::api("annotating", format!("DeploymentLite {name}"), e))?;
+            }
+            Action::Rollback { template, annotations } => {
+                let mut next = current.clone();
+                next.spec.rollback_to = None;
+                if let Some(t) = template {
+                    next.spec.template = *t;
+                }
+                next.metadata.annotations.get_or_insert_with(Default::default).extend(annotations);
+                next.status = None;
+                current = dl_api
+                    .replace(&name, &PostParams::default(), &next)
+                    .await
+                    .map_err(|e| Error::api("rolling back", format!("DeploymentLite {name}"), e))?;
+            }
+            Action::Event { type_, reason, message } => publish(ctx, dl, type_, reason, message).await,
+        }
+    }
+
+    if Some(&status) != current.status.as_ref() {
+        write_status(&dl_api, &current, status).await?;
+    }
+    Ok(match plan.requeue_after {
+        Some(after) => Requeue::requeue(after),
+        None => Requeue::await_change(),
+    })
+}
+
+/// The new ReplicaSet's name is taken. If it is ours with our template, the
+/// cache was just behind; otherwise bump collisionCount so the next sync
+/// hashes to a new name (section 1), and say so.
+async fn handle_name_collision(
+    ctx: &Context,
+    dl: &DeploymentLite,
+    current: &DeploymentLite,
+    rs_api: &Api<ReplicaSet>,
+    rs_name: &str,
+    mut status: DeploymentLiteStatus,
+) -> Result<Requeue, Error> {
+    let existing =
+        rs_api.get(rs_name).await.map_err(|e| Error::api("reading", format!("ReplicaSet {rs_name}"), e))?;
+    let ours = existing.owner_references().iter().any(|o| o.controller == Some(true) && Some(&o.uid) == dl.uid().as_ref());
+    let same_template = existing
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .is_some_and(|t| templates_match(&dl.spec.template, t));
+    if ours && same_template {
+        debug!(replicaset = rs_name, "new ReplicaSet already exists; cache is behind");
+        return Ok(Requeue::requeue(Duration::from_millis(200)));
+    }
+    let count = dl.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0) + 1;
+    status.collision_count = Some(count);
+    let owner = existing
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| format!("{} {}", o.kind, o.name))
+        .unwrap_or_else(|| "no controller".into());
+    let msg = format!(
+        "ReplicaSet {rs_name} already exists with a different template (controlled by {owner}); collisionCount raised to {count} to pick a new name"
+    );
+    publish(ctx, dl, EventType::Warning, "ReplicaSetNameCollision", msg).await;
+    let dl_api: Api<DeploymentLite> = Api::namespaced(ctx.client.clone(), &dl.namespace().unwrap_or_default());
+    write_status(&dl_api, current, status).await?;
+    Ok(Requeue::requeue(Duration::from_millis(100)))
+}
+
+/// Replaces the status, conditional on the resourceVersion last seen.
+async fn write_status(api: &Api<DeploymentLite>, current: &DeploymentLite, status: DeploymentLiteStatus) -> Result<(), Error> {
+    let mut obj = current.clone();
+    obj.status = Some(status);
+    obj.metadata.managed_fields = None;
+    api.replace_status(&current.name_any(), &PostParams::default(), &obj)
+        .await
+        .map_err(|e| Error::api("writing status of", format!("DeploymentLite {}", current.name_any()), e))?;
+    Ok(())
+}

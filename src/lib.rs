@@ -1,0 +1,10 @@
+//! DeploymentLite: apps/v1 Deployment semantics for the `DeploymentLite`
+//! custom resource, with a from-scratch controller.
+//!
+//! Layout: [`api`] holds the resource types, [`controller`] the rollout
+//! planner (pure) and the reconciler that executes its plans.
+
+pub mod api;
+pub mod controller;
+pub mod telemetry;
+pub mod scheduler;

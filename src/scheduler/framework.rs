@@ -1,0 +1,911 @@
+//! The plugin framework: extension points, the per-pod [`CycleState`], and
+//! the cycle's pure steps (filter, score, select, explain a failure).
+//!
+//! The shape is kube-scheduler's: PreFilter plugins precompute per-pod data
+//! once, Filter plugins judge one node at a time, PreScore/Score/
+//! NormalizeScore rank the feasible nodes, and the weighted sum decides.
+//! Filtering runs sequentially here, but [`filter_node`] only reads shared
+//! state, so a caller may fan nodes out over threads and get the same answer.
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::{Deserialize, Serialize};
+
+use super::plugins::{self, names};
+use super::resource::{RESOURCE_CPU, RESOURCE_MEMORY};
+use super::snapshot::{NodeInfo, Snapshot};
+
+/// Highest score a plugin may give a node after normalisation.
+pub const MAX_NODE_SCORE: i64 = 100;
+/// Below this many nodes every node is examined.
+pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+/// Floor for the adaptive percentage of nodes to score.
+pub const MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND: usize = 5;
+/// The `spec.schedulerName` this scheduler answers to by default.
+pub const DEFAULT_SCHEDULER_NAME: &str = "dlite-scheduler";
+/// The failure message when the cluster has no nodes at all.
+pub const NO_NODES_AVAILABLE_MSG: &str = "no nodes available to schedule pods";
+
+/// Outcome class of a plugin call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Code {
+    Success,
+    /// The node is unsuitable now; evicting lower-priority pods might help.
+    Unschedulable,
+    /// The node is unsuitable and no preemption on it could change that.
+    UnschedulableAndUnresolvable,
+    /// From PreFilter/PreScore: this plugin has nothing to do for this pod,
+    /// so its Filter/Score is not run.
+    Skip,
+}
+
+/// A plugin's verdict with the human-readable reasons that end up in the
+/// `FailedScheduling` event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    code: Code,
+    reasons: Vec<String>,
+    plugin: Option<&'static str>,
+}
+
+impl Status {
+    pub fn new(code: Code, reasons: Vec<String>) -> Status {
+        Status { code, reasons, plugin: None }
+    }
+
+    pub fn success() -> Status {
+        Status::new(Code::Success, Vec::new())
+    }
+
+    pub fn skip() -> Status {
+        Status::new(Code::Skip, Vec::new())
+    }
+
+    pub fn unschedulable(reason: impl Into<String>) -> Status {
+        Status::new(Code::Unschedulable, vec![reason.into()])
+    }
+
+    pub fn unschedulable_and_unresolvable(reason: impl Into<String>) -> Status {
+        Status::new(Code::UnschedulableAndUnresolvable, vec![reason.into()])
+    }
+
+    /// Records which plugin produced this status.
+    pub fn with_plugin(mut self, plugin: &'static str) -> Status {
+        self.plugin = Some(plugin);
+        self
+    }
+
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    pub fn reasons(&self) -> &[String] {
+        &self.reasons
+    }
+
+    pub fn plugin(&self) -> Option<&'static str> {
+        self.plugin
+    }
+
+    pub fn is_success(&self) -> bool {
+        self.code == Code::Success
+    }
+
+    pub fn is_skip(&self) -> bool {
+        self.code == Code::Skip
+    }
+
+    /// Unschedulable or UnschedulableAndUnresolvable.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self.code, Code::Unschedulable | Code::UnschedulableAndUnresolvable)
+    }
+
+    /// The reasons joined as one sentence.
+    pub fn message(&self) -> String {
+        self.reasons.join(", ")
+    }
+}
+
+/// Per-pod scratch space shared by the extension points of one cycle:
+/// PreFilter/PreScore write, Filter/Score read. Keys are the writing
+/// plugin's own constants.
+#[derive(Default)]
+pub struct CycleState {
+    data: HashMap<&'static str, Box<dyn Any + Send + Sync>>,
+    skip_filter_plugins: BTreeSet<&'static str>,
+    skip_score_plugins: BTreeSet<&'static str>,
+}
+
+impl CycleState {
+    pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
+        self.data.insert(key, Box::new(value));
+    }
+
+    pub fn read<T: Any>(&self, key: &'static str) -> Option<&T> {
+        self.data.get(key).and_then(|v| v.downcast_ref())
+    }
+
+    pub fn skips_filter(&self, plugin: &str) -> bool {
+        self.skip_filter_plugins.contains(plugin)
+    }
+
+    pub fn skips_score(&self, plugin: &str) -> bool {
+        self.skip_score_plugins.contains(plugin)
+    }
+}
+
+impl fmt::Debug for CycleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CycleState")
+            .field("keys", &self.data.keys().collect::<BTreeSet<_>>())
+            .field("skip_filter_plugins", &self.skip_filter_plugins)
+            .field("skip_score_plugins", &self.skip_score_plugins)
+            .finish()
+    }
+}
+
+pub trait Plugin: Send + Sync {
+    fn name(&self) -> &'static str;
+}
+
+/// Runs once per pod before any node is examined.
+pub trait PreFilterPlugin: Plugin {
+    /// Success, Skip (this plugin's Filter is then not run for this pod), or
+    /// a rejection that applies to every node.
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot) -> Status;
+}
+
+/// Judges one node. Must only read `state`, so nodes can be filtered in
+/// parallel.
+pub trait FilterPlugin: Plugin {
+    fn filter(&self, state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> Status;
+}
+
+/// Runs once per pod before scoring, with the feasible nodes known.
+pub trait PreScorePlugin: Plugin {
+    /// Success, or Skip (this plugin's Score is then not run for this pod).
+    fn pre_score(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot, feasible_nodes: &[usize]) -> Status;
+}
+
+/// A plugin's score for one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeScore {
+    /// Position of the node in the snapshot.
+    pub node_index: usize,
+    pub score: i64,
+}
+
+pub trait ScorePlugin: Plugin {
+    /// Raw score of one node; [`ScorePlugin::normalize_score`] brings the
+    /// raw scores of all feasible nodes into 0..=100.
+    fn score(&self, state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> i64;
+
+    fn normalize_score(&self, _state: &CycleState, _pod: &Pod, _scores: &mut [NodeScore]) {}
+}
+
+/// Scales raw scores to 0..=`max_priority` by the highest one; with
+/// `reverse`, fewer is better. All-zero raw scores mean "no preference":
+/// 0 everywhere, or `max_priority` everywhere when reversed.
+pub fn default_normalize_score(max_priority: i64, reverse: bool, scores: &mut [NodeScore]) {
+    let max_count = scores.iter().map(|s| s.score).max().unwrap_or(0).max(0);
+    if max_count == 0 {
+        if reverse {
+            scores.iter_mut().for_each(|s| s.score = max_priority);
+        }
+        return;
+    }
+    for s in scores {
+        let scaled = max_priority * s.score / max_count;
+        s.score = if reverse { max_priority - scaled } else { scaled };
+    }
+}
+
+/// How NodeResourcesFit scores: prefer emptier nodes (spreading) or fuller
+/// ones (bin packing).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScoringStrategyType {
+    #[default]
+    LeastAllocated,
+    MostAllocated,
+}
+
+/// A resource NodeResourcesFit scores on, with its weight.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceSpec {
+    pub name: String,
+    pub weight: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScoringStrategy {
+    #[serde(rename = "type")]
+    pub type_: ScoringStrategyType,
+    pub resources: Vec<ResourceSpec>,
+}
+
+impl Default for ScoringStrategy {
+    fn default() -> Self {
+        ScoringStrategy {
+            type_: ScoringStrategyType::LeastAllocated,
+            resources: vec![
+                ResourceSpec { name: RESOURCE_CPU.into(), weight: 1 },
+                ResourceSpec { name: RESOURCE_MEMORY.into(), weight: 1 },
+            ],
+        }
+    }
+}
+
+/// The configurable part of a scheduler profile.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    pub scheduler_name: String,
+    /// Score plugin weights that differ from the defaults, by plugin name.
+    /// A weight of 0 keeps the plugin from influencing the choice.
+    #[serde(default)]
+    pub plugin_weights: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub scoring_strategy: ScoringStrategy,
+    /// Percentage of nodes to look at in large clusters; None or 0 means
+    /// adaptive (see [`num_feasible_nodes_to_find`]).
+    #[serde(default)]
+    pub percentage_of_nodes_to_score: Option<u32>,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            scheduler_name: DEFAULT_SCHEDULER_NAME.into(),
+            plugin_weights: BTreeMap::new(),
+            scoring_strategy: ScoringStrategy::default(),
+            percentage_of_nodes_to_score: None,
+        }
+    }
+}
+
+impl Profile {
+    pub fn weight(&self, plugin: &str) -> i64 {
+        self.plugin_weights.get(plugin).copied().unwrap_or_else(|| plugins::default_weight(plugin))
+    }
+}
+
+/// A profile with its plugins instantiated, in the order they run.
+pub struct Framework {
+    profile: Profile,
+    pre_filter_plugins: Vec<Arc<dyn PreFilterPlugin>>,
+    filter_plugins: Vec<Arc<dyn FilterPlugin>>,
+    pre_score_plugins: Vec<Arc<dyn PreScorePlugin>>,
+    score_plugins: Vec<(Arc<dyn ScorePlugin>, i64)>,
+}
+
+impl Framework {
+    /// The default plugin set, configured by `profile`.
+    pub fn new(profile: Profile) -> Framework {
+        plugins::register_defaults(Framework::empty(profile))
+    }
+
+    /// A framework without plugins, to assemble custom sets.
+    pub fn empty(profile: Profile) -> Framework {
+        Framework {
+            profile,
+            pre_filter_plugins: Vec::new(),
+            filter_plugins: Vec::new(),
+            pre_score_plugins: Vec::new(),
+            score_plugins: Vec::new(),
+        }
+    }
+
+    pub fn with_pre_filter(mut self, plugin: Arc<dyn PreFilterPlugin>) -> Framework {
+        self.pre_filter_plugins.push(plugin);
+        self
+    }
+
+    pub fn with_filter(mut self, plugin: Arc<dyn FilterPlugin>) -> Framework {
+        self.filter_plugins.push(plugin);
+        self
+    }
+
+    pub fn with_pre_score(mut self, plugin: Arc<dyn PreScorePlugin>) -> Framework {
+        self.pre_score_plugins.push(plugin);
+        self
+    }
+
+    /// Adds a score plugin with the profile's weight for it.
+    pub fn with_score(mut self, plugin: Arc<dyn ScorePlugin>) -> Framework {
+        let weight = self.profile.weight(plugin.name());
+        self.score_plugins.push((plugin, weight));
+        self
+    }
+
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    pub fn filter_plugin_names(&self) -> Vec<&'static str> {
+        self.filter_plugins.iter().map(|p| p.name()).collect()
+    }
+
+    pub fn score_plugin_weights(&self) -> Vec<(&'static str, i64)> {
+        self.score_plugins.iter().map(|(p, w)| (p.name(), *w)).collect()
+    }
+}
+
+impl fmt::Debug for Framework {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Framework")
+            .field("profile", &self.profile)
+            .field("filter_plugins", &self.filter_plugin_names())
+            .field("score_plugins", &self.score_plugin_weights())
+            .finish()
+    }
+}
+
+/// Why one node was rejected: the first failing filter plugin and its
+/// reasons. Small enough to list per node in an annotation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDiagnosis {
+    pub node: String,
+    pub plugin: String,
+    pub reasons: Vec<String>,
+    /// Set when preemption on this node could not help.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unresolvable: bool,
+}
+
+/// Everything learnt about a pod that did not fit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Diagnosis {
+    /// One entry per rejected node, in the order they were examined.
+    pub nodes: Vec<NodeDiagnosis>,
+    /// Plugins that rejected at least one node: the cluster events that
+    /// could make the pod fit are the ones these plugins care about.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub unschedulable_plugins: BTreeSet<String>,
+    /// Set when a PreFilter plugin rejected the pod for all nodes at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_filter_msg: Option<String>,
+    /// Appended after the filter reasons (later: the preemption outcome).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_filter_msg: Option<String>,
+}
+
+impl Diagnosis {
+    fn record(&mut self, node: &str, status: &Status) {
+        let plugin = status.plugin().unwrap_or_default();
+        self.unschedulable_plugins.insert(plugin.to_string());
+        self.nodes.push(NodeDiagnosis {
+            node: node.to_string(),
+            plugin: plugin.to_string(),
+            reasons: status.reasons().to_vec(),
+            unresolvable: status.code() == Code::UnschedulableAndUnresolvable,
+        });
+    }
+}
+
+/// Result of the filter phase.
+#[derive(Debug)]
+pub struct FilterOutcome {
+    /// The cycle state PreFilter produced; scoring continues with it.
+    pub state: CycleState,
+    /// Snapshot positions of the nodes that passed every filter, in the
+    /// order they were found.
+    pub feasible_nodes: Vec<usize>,
+    pub diagnosis: Diagnosis,
+    /// Nodes examined (feasible + rejected).
+    pub evaluated_nodes: usize,
+    /// Where the next pod's search should start.
+    pub next_start_index: usize,
+}
+
+/// How many feasible nodes are enough. Small clusters are searched fully;
+/// in large ones a percentage is, adaptively `max(5, 50 - N/125)` %, but
+/// never fewer than 100 nodes: scoring every node of a 5000-node cluster
+/// costs more than a slightly better placement is worth.
+pub fn num_feasible_nodes_to_find(percentage_of_nodes_to_score: Option<u32>, num_all_nodes: usize) -> usize {
+    if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND {
+        return num_all_nodes;
+    }
+    let percentage = match percentage_of_nodes_to_score {
+        Some(p) if p > 0 => (p as usize).min(100),
+        _ => 50usize.saturating_sub(num_all_nodes / 125).max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND),
+    };
+    (num_all_nodes * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
+/// Runs every PreFilter plugin. A rejection ends the cycle for all nodes.
+pub fn run_pre_filter_plugins(framework: &Framework, pod: &Pod, snapshot: &Snapshot) -> (CycleState, Status) {
+    let mut state = CycleState::default();
+    for plugin in &framework.pre_filter_plugins {
+        let status = plugin.pre_filter(&mut state, pod, snapshot);
+        if status.is_skip() {
+            state.skip_filter_plugins.insert(plugin.name());
+        } else if !status.is_success() {
+            return (state, status.with_plugin(plugin.name()));
+        }
+    }
+    (state, Status::success())
+}
+
+/// Runs the filter plugins on one node, stopping at the first rejection
+/// (its reasons are the node's reasons). Pure: safe to call in parallel.
+pub fn filter_node(framework: &Framework, state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> Status {
+    for plugin in &framework.filter_plugins {
+        if state.skips_filter(plugin.name()) {
+            continue;
+        }
+        let status = plugin.filter(state, pod, node_info);
+        if !status.is_success() {
+            return status.with_plugin(plugin.name());
+        }
+    }
+    Status::success()
+}
+
+/// The filter phase: PreFilter, then nodes from `start_index` onwards
+/// (wrapping) until enough feasible nodes are found or all were examined.
+/// Starting where the previous pod stopped gives every node its turn in
+/// large clusters.
+pub fn find_nodes_that_fit(framework: &Framework, pod: &Pod, snapshot: &Snapshot, start_index: usize) -> FilterOutcome {
+    let num_all_nodes = snapshot.len();
+    let start_index = if num_all_nodes == 0 { 0 } else { start_index % num_all_nodes };
+    let (state, status) = run_pre_filter_plugins(framework, pod, snapshot);
+    let mut diagnosis = Diagnosis::default();
+
+    if !status.is_success() {
+        // The same verdict holds for every node; the event quotes it once.
+        for node_info in snapshot.node_infos() {
+            diagnosis.record(node_info.name(), &status);
+        }
+        diagnosis.pre_filter_msg = Some(status.message());
+        return FilterOutcome {
+            state,
+            feasible_nodes: Vec::new(),
+            diagnosis,
+            evaluated_nodes: 0,
+            next_start_index: start_index,
+        };
+    }
+
+    let num_nodes_to_find = num_feasible_nodes_to_find(framework.profile.percentage_of_nodes_to_score, num_all_nodes);
+    let mut feasible_nodes = Vec::with_capacity(num_nodes_to_find);
+    let mut evaluated_nodes = 0;
+    for offset in 0..num_all_nodes {
+        if feasible_nodes.len() >= num_nodes_to_find {
+            break;
+        }
+        let index = (start_index + offset) % num_all_nodes;
+        let node_info = &snapshot[index];
+        let status = filter_node(framework, &state, pod, node_info);
+        evaluated_nodes += 1;
+        if status.is_success() {
+            feasible_nodes.push(index);
+        } else {
+            diagnosis.record(node_info.name(), &status);
+        }
+    }
+    let next_start_index = if num_all_nodes == 0 { 0 } else { (start_index + evaluated_nodes) % num_all_nodes };
+    FilterOutcome { state, feasible_nodes, diagnosis, evaluated_nodes, next_start_index }
+}
+
+/// One plugin's weighted contribution to a node's total.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginScore {
+    pub plugin: String,
+    pub score: i64,
+}
+
+/// A feasible node's total and its breakdown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodePluginScores {
+    pub node_index: usize,
+    pub name: String,
+    pub scores: Vec<PluginScore>,
+    pub total_score: i64,
+}
+
+/// Scores the feasible nodes: each score plugin's raw scores are
+/// normalised to 0..=100, multiplied by the plugin's weight and summed.
+/// With a single feasible node there is nothing to rank and scoring is
+/// skipped (total 0, no breakdown).
+pub fn prioritize_nodes(
+    framework: &Framework,
+    state: &mut CycleState,
+    pod: &Pod,
+    snapshot: &Snapshot,
+    feasible_nodes: &[usize],
+) -> Vec<NodePluginScores> {
+    let mut result: Vec<NodePluginScores> = feasible_nodes
+        .iter()
+        .map(|&i| NodePluginScores {
+            node_index: i,
+            name: snapshot[i].name().to_string(),
+            scores: Vec::new(),
+            total_score: 0,
+        })
+        .collect();
+    if feasible_nodes.len() <= 1 {
+        return result;
+    }
+
+    for plugin in &framework.pre_score_plugins {
+        if plugin.pre_score(state, pod, snapshot, feasible_nodes).is_skip() {
+            state.skip_score_plugins.insert(plugin.name());
+        }
+    }
+
+    let state: &CycleState = state;
+    for (plugin, weight) in &framework.score_plugins {
+        if state.skips_score(plugin.name()) {
+            continue;
+        }
+        let mut scores: Vec<NodeScore> = feasible_nodes
+            .iter()
+            .map(|&i| NodeScore { node_index: i, score: plugin.score(state, pod, &snapshot[i]) })
+            .collect();
+        plugin.normalize_score(state, pod, &mut scores);
+        for (entry, s) in result.iter_mut().zip(&scores) {
+            debug_assert_eq!(entry.node_index, s.node_index);
+            debug_assert!((0..=MAX_NODE_SCORE).contains(&s.score), "{} gave {}", plugin.name(), s.score);
+            let weighted = s.score.clamp(0, MAX_NODE_SCORE) * weight;
+            entry.scores.push(PluginScore { plugin: plugin.name().to_string(), score: weighted });
+            entry.total_score += weighted;
+        }
+    }
+    result
+}
+
+/// The node with the highest total; among equals, the `random`-th one
+/// (modulo their count), so a uniformly random `random` gives a uniform
+/// choice. Returns the node's snapshot position.
+pub fn select_host(scores: &[NodePluginScores], random: u64) -> Option<usize> {
+    let best = scores.iter().map(|s| s.total_score).max()?;
+    let ties: Vec<usize> = scores.iter().filter(|s| s.total_score == best).map(|s| s.node_index).collect();
+    Some(ties[(random % ties.len() as u64) as usize])
+}
+
+/// The `FailedScheduling` message: `0/N nodes are available: ` then
+/// `<count> <reason>` for every distinct reason, sorted as strings,
+/// comma-joined, ending with `.`. A PreFilter rejection is quoted instead
+/// of the per-node reasons (they would all repeat it).
+pub fn fit_error_message(total_nodes: usize, diagnosis: &Diagnosis) -> String {
+    if total_nodes == 0 {
+        return NO_NODES_AVAILABLE_MSG.to_string();
+    }
+    let mut msg = format!("0/{total_nodes} nodes are available:");
+    match &diagnosis.pre_filter_msg {
+        Some(pre_filter_msg) if !pre_filter_msg.is_empty() => {
+            msg.push_str(&format!(" {pre_filter_msg}."));
+        }
+        _ => {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for node in &diagnosis.nodes {
+                for reason in &node.reasons {
+                    *counts.entry(reason.as_str()).or_default() += 1;
+                }
+            }
+            // Sorted as whole strings, count first, as the upstream message
+            // is: "10 x" sorts before "2 y".
+            let mut entries: Vec<String> = counts.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
+            entries.sort();
+            if !entries.is_empty() {
+                msg.push_str(&format!(" {}.", entries.join(", ")));
+            }
+        }
+    }
+    if let Some(post_filter_msg) = diagnosis.post_filter_msg.as_deref().filter(|m| !m.is_empty()) {
+        msg.push_str(&format!(" {post_filter_msg}."));
+    }
+    msg
+}
+
+/// A successful cycle's choice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleResult {
+    pub suggested_host: String,
+    pub node_index: usize,
+    pub evaluated_nodes: usize,
+    pub feasible_nodes: usize,
+    pub next_start_index: usize,
+}
+
+/// The pod fits nowhere; `Display` gives the event message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FitError {
+    pub num_all_nodes: usize,
+    pub diagnosis: Diagnosis,
+    pub next_start_index: usize,
+}
+
+impl fmt::Display for FitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&fit_error_message(self.num_all_nodes, &self.diagnosis))
+    }
+}
+
+impl std::error::Error for FitError {}
+
+/// Filter, score and select for one pod: the pure middle of a cycle.
+/// `random` breaks ties between equally scored nodes.
+pub fn schedule_pod(
+    framework: &Framework,
+    pod: &Pod,
+    snapshot: &Snapshot,
+    start_index: usize,
+    random: u64,
+) -> Result<ScheduleResult, FitError> {
+    let mut outcome = find_nodes_that_fit(framework, pod, snapshot, start_index);
+    if outcome.feasible_nodes.is_empty() {
+        return Err(FitError {
+            num_all_nodes: snapshot.len(),
+            diagnosis: outcome.diagnosis,
+            next_start_index: outcome.next_start_index,
+        });
+    }
+    let scores = prioritize_nodes(framework, &mut outcome.state, pod, snapshot, &outcome.feasible_nodes);
+    let node_index = select_host(&scores, random).expect("feasible nodes were scored");
+    Ok(ScheduleResult {
+        suggested_host: snapshot[node_index].name().to_string(),
+        node_index,
+        evaluated_nodes: outcome.evaluated_nodes,
+        feasible_nodes: outcome.feasible_nodes.len(),
+        next_start_index: outcome.next_start_index,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::testing::{node, pod};
+    use proptest::prelude::*;
+
+    #[test]
+    fn nodes_to_find() {
+        assert_eq!(num_feasible_nodes_to_find(None, 0), 0);
+        assert_eq!(num_feasible_nodes_to_find(None, 99), 99);
+        assert_eq!(num_feasible_nodes_to_find(None, 100), 100);
+        assert_eq!(num_feasible_nodes_to_find(None, 1000), 420);
+        assert_eq!(num_feasible_nodes_to_find(None, 5000), 500);
+        assert_eq!(num_feasible_nodes_to_find(None, 6000), 300, "the 5% floor");
+        assert_eq!(num_feasible_nodes_to_find(Some(0), 1000), 420);
+        assert_eq!(num_feasible_nodes_to_find(Some(100), 1000), 1000);
+        assert_eq!(num_feasible_nodes_to_find(Some(150), 1000), 1000);
+        assert_eq!(num_feasible_nodes_to_find(Some(1), 1000), 100);
+        assert_eq!(num_feasible_nodes_to_find(Some(30), 1000), 300);
+    }
+
+    fn nodes(n: usize) -> Vec<k8s_openapi::api::core::v1::Node> {
+        (0..n).map(|i| node(&format!("n{i:04}")).allocatable("1", "1Gi", "110").build()).collect()
+    }
+
+    #[test]
+    fn small_clusters_are_searched_fully() {
+        let snapshot = Snapshot::new(&nodes(10), &[]);
+        let fw = Framework::new(Profile::default());
+        let out = find_nodes_that_fit(&fw, &pod("p").build(), &snapshot, 7);
+        assert_eq!(out.feasible_nodes.len(), 10);
+        assert_eq!(out.feasible_nodes[0], 7, "the search starts at start_index");
+        assert_eq!(out.evaluated_nodes, 10);
+        assert_eq!(out.next_start_index, 7);
+    }
+
+    #[test]
+    fn large_clusters_stop_early_and_rotate() {
+        let snapshot = Snapshot::new(&nodes(1000), &[]);
+        let fw = Framework::new(Profile::default());
+        let p = pod("p").build();
+        let first = find_nodes_that_fit(&fw, &p, &snapshot, 0);
+        assert_eq!(first.feasible_nodes.len(), 420);
+        assert_eq!(first.next_start_index, 420);
+        let second = find_nodes_that_fit(&fw, &p, &snapshot, first.next_start_index);
+        assert_eq!(second.feasible_nodes[0], 420);
+        assert_eq!(second.next_start_index, 840);
+        let third = find_nodes_that_fit(&fw, &p, &snapshot, second.next_start_index);
+        assert_eq!(third.feasible_nodes[0], 840);
+        assert_eq!(third.feasible_nodes[160], 0, "wraps around");
+        assert_eq!(third.next_start_index, 260);
+    }
+
+    #[test]
+    fn rejected_nodes_count_as_examined() {
+        let mut ns = nodes(200);
+        for n in ns.iter_mut().take(50) {
+            n.spec.get_or_insert_with(Default::default).unschedulable = Some(true);
+        }
+        let snapshot = Snapshot::new(&ns, &[]);
+        let fw = Framework::new(Profile::default());
+        // 200 nodes: pct 49 -> 98 -> at least 100 feasible to find.
+        let out = find_nodes_that_fit(&fw, &pod("p").build(), &snapshot, 0);
+        assert_eq!(out.feasible_nodes.len(), 100);
+        assert_eq!(out.diagnosis.nodes.len(), 50);
+        assert_eq!(out.evaluated_nodes, 150);
+        assert_eq!(out.next_start_index, 150);
+    }
+
+    #[test]
+    fn select_host_breaks_ties_with_the_random_number() {
+        let mk = |i: usize, total: i64| NodePluginScores {
+            node_index: i,
+            name: format!("n{i}"),
+            scores: Vec::new(),
+            total_score: total,
+        };
+        let scores = vec![mk(0, 10), mk(1, 30), mk(2, 5), mk(3, 30)];
+        assert_eq!(select_host(&scores, 0), Some(1));
+        assert_eq!(select_host(&scores, 1), Some(3));
+        assert_eq!(select_host(&scores, 2), Some(1));
+        assert_eq!(select_host(&[], 0), None);
+    }
+
+    #[test]
+    fn one_feasible_node_skips_scoring() {
+        let snapshot = Snapshot::new(&nodes(1), &[]);
+        let fw = Framework::new(Profile::default());
+        let p = pod("p").build();
+        let mut out = find_nodes_that_fit(&fw, &p, &snapshot, 0);
+        let scores = prioritize_nodes(&fw, &mut out.state, &p, &snapshot, &out.feasible_nodes);
+        assert_eq!(scores.len(), 1);
+        assert!(scores[0].scores.is_empty());
+        let result = schedule_pod(&fw, &p, &snapshot, 0, 0).unwrap();
+        assert_eq!(result.suggested_host, "n0000");
+    }
+
+    #[test]
+    fn weights_come_from_the_profile() {
+        let fw = Framework::new(Profile::default());
+        assert_eq!(
+            fw.score_plugin_weights(),
+            vec![
+                (names::TAINT_TOLERATION, 3),
+                (names::NODE_AFFINITY, 2),
+                (names::NODE_RESOURCES_FIT, 1),
+                (names::POD_TOPOLOGY_SPREAD, 2),
+                (names::INTER_POD_AFFINITY, 2),
+                (names::NODE_RESOURCES_BALANCED_ALLOCATION, 1),
+                (names::IMAGE_LOCALITY, 1),
+            ]
+        );
+        let mut profile = Profile::default();
+        profile.plugin_weights.insert(names::IMAGE_LOCALITY.into(), 5);
+        let fw = Framework::new(profile);
+        assert!(fw.score_plugin_weights().contains(&(names::IMAGE_LOCALITY, 5)));
+    }
+
+    #[test]
+    fn no_nodes_message() {
+        let err = schedule_pod(&Framework::new(Profile::default()), &pod("p").build(), &Snapshot::default(), 3, 0)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "no nodes available to schedule pods");
+    }
+
+    #[test]
+    fn message_sorts_as_strings_and_counts_every_reason() {
+        let d = Diagnosis {
+            nodes: vec![
+                NodeDiagnosis {
+                    node: "a".into(),
+                    plugin: names::NODE_RESOURCES_FIT.into(),
+                    reasons: vec!["Insufficient cpu".into(), "Insufficient memory".into()],
+                    unresolvable: false,
+                },
+                NodeDiagnosis {
+                    node: "b".into(),
+                    plugin: names::NODE_RESOURCES_FIT.into(),
+                    reasons: vec!["Insufficient cpu".into()],
+                    unresolvable: false,
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(fit_error_message(2, &d), "0/2 nodes are available: 2 Insufficient cpu, 1 Insufficient memory.");
+        let mut many = Diagnosis::default();
+        for i in 0..12 {
+            let reason = if i < 10 { "x" } else { "y" };
+            many.nodes.push(NodeDiagnosis {
+                node: format!("n{i}"),
+                plugin: "P".into(),
+                reasons: vec![reason.into()],
+                unresolvable: false,
+            });
+        }
+        assert_eq!(fit_error_message(12, &many), "0/12 nodes are available: 10 x, 2 y.");
+    }
+
+    #[test]
+    fn pre_filter_and_post_filter_messages() {
+        let d = Diagnosis {
+            pre_filter_msg: Some("node(s) didn't match Pod's node affinity/selector".into()),
+            post_filter_msg: Some("preemption: not eligible".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            fit_error_message(3, &d),
+            "0/3 nodes are available: node(s) didn't match Pod's node affinity/selector. preemption: not eligible."
+        );
+    }
+
+    #[test]
+    fn node_diagnosis_serialises_compactly() {
+        let d = NodeDiagnosis {
+            node: "a".into(),
+            plugin: "NodeName".into(),
+            reasons: vec!["node(s) didn't match the requested node name".into()],
+            unresolvable: true,
+        };
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(
+            json,
+            r#"{"node":"a","plugin":"NodeName","reasons":["node(s) didn't match the requested node name"],"unresolvable":true}"#
+        );
+        let back: NodeDiagnosis = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, d);
+        let resolvable = NodeDiagnosis { unresolvable: false, ..d };
+        assert!(!serde_json::to_string(&resolvable).unwrap().contains("unresolvable"));
+        let diag = Diagnosis { nodes: vec![resolvable], ..Default::default() };
+        let back: Diagnosis = serde_json::from_str(&serde_json::to_string(&diag).unwrap()).unwrap();
+        assert_eq!(back, diag);
+    }
+
+    #[test]
+    fn diagnosis_records_the_first_failing_plugin_only() {
+        // Cordoned *and* tainted: NodeUnschedulable runs first.
+        let n = node("a").unschedulable().taint("k", "v", "NoSchedule").build();
+        let snapshot = Snapshot::new(&[n], &[]);
+        let fw = Framework::new(Profile::default());
+        let out = find_nodes_that_fit(&fw, &pod("p").build(), &snapshot, 0);
+        assert_eq!(out.diagnosis.nodes.len(), 1);
+        assert_eq!(out.diagnosis.nodes[0].plugin, names::NODE_UNSCHEDULABLE);
+        assert!(out.diagnosis.nodes[0].unresolvable);
+        assert_eq!(out.diagnosis.unschedulable_plugins, BTreeSet::from([names::NODE_UNSCHEDULABLE.to_string()]));
+    }
+
+    const REASONS: &[&str] = &[
+        "Insufficient cpu",
+        "Insufficient memory",
+        "Too many pods",
+        "node(s) were unschedulable",
+        "node(s) had untolerated taint {k: v}",
+        "node(s) didn't match Pod's node affinity/selector",
+        "node(s) didn't match pod topology spread constraints (missing required label)",
+    ];
+
+    proptest! {
+        #[test]
+        fn fit_error_message_counts_every_reason(
+            picks in proptest::collection::vec(proptest::collection::btree_set(0..REASONS.len(), 1..4), 1..40)
+        ) {
+            let diagnosis = Diagnosis {
+                nodes: picks.iter().enumerate().map(|(i, set)| NodeDiagnosis {
+                    node: format!("n{i}"),
+                    plugin: "P".into(),
+                    reasons: set.iter().map(|&r| REASONS[r].to_string()).collect(),
+                    unresolvable: false,
+                }).collect(),
+                ..Default::default()
+            };
+            let n = picks.len();
+            let msg = fit_error_message(n, &diagnosis);
+            let prefix = format!("0/{n} nodes are available: ");
+            prop_assert!(msg.starts_with(&prefix), "{}", msg);
+            prop_assert!(msg.ends_with('.'));
+            let body = &msg[prefix.len()..msg.len() - 1];
+            let entries: Vec<&str> = body.split(", ").collect();
+            let mut sorted = entries.clone();
+            sorted.sort();
+            prop_assert_eq!(&entries, &sorted);
+            let mut total = 0;
+            for entry in &entries {
+                let (count, reason) = entry.split_once(' ').unwrap();
+                prop_assert!(REASONS.contains(&reason));
+                total += count.parse::<usize>().unwrap();
+            }
+            let failing: usize = picks.iter().map(|s| s.len()).sum();
+            prop_assert_eq!(total, failing);
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! dlite-scheduler: a filter -> score -> bind scheduler in the shape of
+//! kube-scheduler's default profile.
