@@ -917,7 +917,11 @@ fn trim_history(history: &str) -> String {
 
 /// The controller owner reference a ReplicaSet gets.
 pub fn controller_ref(dl: &DeploymentLite) -> OwnerReference {
-    dl.controller_owner_ref(&()).expect("a stored DeploymentLite has a uid")
+    let mut r = dl.controller_owner_ref(&()).expect("a stored DeploymentLite has a uid");
+    // The garbage collector's foreground deletion waits for children that
+    // block their owner's deletion, as for a Deployment's ReplicaSets.
+    r.block_owner_deletion = Some(true);
+    r
 }
 
 /// The selector in the string form of the scale subresource

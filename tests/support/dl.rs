@@ -1,0 +1,244 @@
+//! DeploymentLite helpers: the CRD, a controller process per test, object
+//! builders, and a sampler that checks rollout bounds while a rollout runs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use dlite::api::DeploymentLite;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+
+use super::{Process, TestNamespace, wait_for};
+
+/// Installs (server-side applies) the CRD generated from the types and
+/// waits until it is served.
+pub async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = dlite::api::crd();
+    let name = crd.metadata.name.clone().unwrap();
+    crds.patch(&name, &PatchParams::apply("dlite-tests").force(), &Patch::Apply(&crd)).await.expect("applying the CRD");
+    wait_for("the CRD to be Established", Duration::from_secs(30), || async {
+        let c = crds.get(&name).await.map_err(|e| e.to_string())?;
+        let ok = c
+            .status
+            .and_then(|s| s.conditions)
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        if ok { Ok(()) } else { Err("not Established".into()) }
+    })
+    .await;
+}
+
+/// A dlite-controller watching only the test's namespace.
+pub fn start_controller(ns: &TestNamespace, tag: &str) -> Process {
+    Process::start(
+        env!("CARGO_BIN_EXE_dlite-controller"),
+        &format!("{}-controller{tag}", ns.name),
+        &["--namespace", &ns.name],
+    )
+}
+
+/// A DeploymentLite manifest with one container; `spec` is merged on top.
+pub fn manifest(name: &str, replicas: i32, image: &str, spec: Value) -> DeploymentLite {
+    let mut v = json!({
+        "apiVersion": "apps.dlite.dev/v1",
+        "kind": "DeploymentLite",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]}
+            }
+        }
+    });
+    if spec.as_object().is_some_and(|o| !o.is_empty()) {
+        merge(&mut v["spec"], &spec);
+    }
+    serde_json::from_value(v).expect("a valid DeploymentLite")
+}
+
+/// Merges `patch` into `base` like a JSON merge patch, except that an
+/// empty object replaces (so a test can set `selector: {}`).
+pub fn merge(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) if !p.is_empty() => {
+            for (k, v) in p {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
+}
+
+pub async fn set_image(api: &Api<DeploymentLite>, name: &str, image: &str) {
+    let dl = api.get(name).await.unwrap();
+    let mut containers = dl.spec.template.spec.clone().unwrap().containers;
+    containers[0].image = Some(image.into());
+    let patch = json!({"spec": {"template": {"spec": {"containers": containers}}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("changing the image");
+}
+
+pub fn condition(dl: &DeploymentLite, type_: &str) -> Option<(String, String)> {
+    dl.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default()))
+}
+
+/// Waits until the rollout of the current generation is complete, as
+/// `kubectl rollout status` judges it.
+pub async fn wait_complete(api: &Api<DeploymentLite>, name: &str, timeout: Duration) -> DeploymentLite {
+    wait_for(&format!("DeploymentLite {name} to finish its rollout"), timeout, || async {
+        let dl = api.get(name).await.map_err(|e| e.to_string())?;
+        let st = dl.status.clone().unwrap_or_default();
+        let r = dl.spec.replicas;
+        let done = st.observed_generation >= dl.metadata.generation
+            && st.updated_replicas == r
+            && st.replicas == r
+            && st.available_replicas == r
+            && condition(&dl, "Progressing").is_some_and(|(_, reason)| reason == "NewReplicaSetAvailable");
+        if done { Ok(dl) } else { Err(format!("status {st:?}")) }
+    })
+    .await
+}
+
+/// The ReplicaSets controlled by a DeploymentLite, oldest first.
+pub async fn replica_sets(ns: &TestNamespace, dl: &str) -> Vec<ReplicaSet> {
+    let rses: Api<ReplicaSet> = ns.api();
+    let mut list: Vec<ReplicaSet> = rses
+        .list(&ListParams::default().labels(&format!("app={dl}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|rs| rs.owner_references().iter().any(|o| o.controller == Some(true) && o.name == dl))
+        .collect();
+    list.sort_by_key(|rs| rs.metadata.creation_timestamp.clone());
+    list
+}
+
+pub fn rs_replicas(rs: &ReplicaSet) -> i32 {
+    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
+}
+
+pub fn is_pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// What a sampler saw over a rollout.
+#[derive(Debug, Default)]
+pub struct Samples {
+    pub count: usize,
+    pub violations: Vec<String>,
+    pub max_pods: usize,
+    pub min_ready: usize,
+    /// Distinct pod-template-hash sets seen at once (for Recreate).
+    pub overlaps: Vec<String>,
+}
+
+/// Samples the pods (and ReplicaSets) of a DeploymentLite every 100 ms and
+/// records every moment the rollout bounds are broken: more live pods than
+/// replicas + maxSurge, or fewer Ready pods than replicas - maxUnavailable,
+/// or ReplicaSet sizes summing above replicas + maxSurge.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Samples>,
+}
+
+impl Sampler {
+    pub fn start(ns: &TestNamespace, dl: &str, max_total: usize, min_ready: usize) -> Self {
+        let pods: Api<Pod> = ns.api();
+        let rses: Api<ReplicaSet> = ns.api();
+        let selector = format!("app={dl}");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut s = Samples { min_ready: usize::MAX, ..Default::default() };
+            while !stop2.load(Ordering::Relaxed) {
+                let lp = ListParams::default().labels(&selector);
+                if let (Ok(pl), Ok(rl)) = (pods.list(&lp).await, rses.list(&lp).await) {
+                    let live: Vec<&Pod> = pl.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+                    let ready = live.iter().filter(|p| is_pod_ready(p)).count();
+                    let rs_total: i32 = rl.items.iter().map(rs_replicas).sum();
+                    s.count += 1;
+                    s.max_pods = s.max_pods.max(live.len());
+                    s.min_ready = s.min_ready.min(ready);
+                    if live.len() > max_total {
+                        s.violations.push(format!("{} live pods > {max_total}", live.len()));
+                    }
+                    if ready < min_ready {
+                        s.violations.push(format!("{ready} ready pods < {min_ready}"));
+                    }
+                    if rs_total as usize > max_total {
+                        s.violations.push(format!("ReplicaSet sizes sum to {rs_total} > {max_total}"));
+                    }
+                    // Pods of different templates present at the same time.
+                    let hashes: std::collections::BTreeSet<String> = pl
+                        .items
+                        .iter()
+                        .filter_map(|p| p.labels().get("pod-template-hash").cloned())
+                        .collect();
+                    if hashes.len() > 1 {
+                        s.overlaps.push(format!("{hashes:?}"));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            s
+        });
+        Sampler { stop, task }
+    }
+
+    pub async fn finish(self) -> Samples {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("sampler task")
+    }
+}
+
+/// Runs kubectl (the test environment's, or the one on PATH for kind)
+/// against the cluster under test and returns its stdout.
+pub fn kubectl(args: &[&str]) -> String {
+    let bin = std::env::var("KUBECTL").unwrap_or_else(|_| {
+        let out = std::process::Command::new(super::repo_root().join("hack/testenv")).arg("bin-dir").output();
+        match out {
+            Ok(o) if o.status.success() => {
+                let dir = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                let p = std::path::Path::new(&dir).join("kubectl");
+                if p.exists() { p.display().to_string() } else { "kubectl".into() }
+            }
+            _ => "kubectl".into(),
+        }
+    });
+    let out = std::process::Command::new(&bin)
+        .args(args)
+        .env("KUBECONFIG", super::kubeconfig_path())
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin}: {e}"));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn annotations(rs: &ReplicaSet) -> BTreeMap<String, String> {
+    rs.annotations().clone()
+}
