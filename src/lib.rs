@@ -6,5 +6,6 @@
 
 pub mod api;
 pub mod controller;
+pub mod runtime;
 pub mod telemetry;
 pub mod scheduler;

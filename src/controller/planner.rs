@@ -52,11 +52,7 @@ pub mod reason {
 /// Longest `revision-history` annotation kept; oldest entries go first.
 const MAX_REVISION_HISTORY_LEN: usize = 2000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventType {
-    Normal,
-    Warning,
-}
+pub use crate::runtime::events::EventType;
 
 /// One write (or event) of a sync, in the order it must happen.
 #[derive(Clone, Debug, PartialEq)]

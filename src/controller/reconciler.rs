@@ -17,7 +17,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -28,6 +27,7 @@ use crate::api::{DeploymentLite, DeploymentLiteStatus, POD_TEMPLATE_HASH_LABEL};
 use crate::controller::hash::templates_match;
 use crate::controller::planner::{self, Action, EventType, SyncInput, controller_ref};
 use crate::controller::rollout::progress::{new_condition, set_condition};
+use crate::runtime::events::Recorder;
 
 /// The component name on events and field managers.
 pub const CONTROLLER_NAME: &str = "dlite-controller";
@@ -105,7 +105,7 @@ pub async fn run(client: Client, opts: Options, shutdown: impl Future<Output = (
     .default_backoff()
     .touched_objects();
 
-    let recorder = Recorder::new(client.clone(), Reporter { controller: CONTROLLER_NAME.into(), instance: None });
+    let recorder = Recorder::new(client.clone(), CONTROLLER_NAME, std::env::var("POD_NAME").ok());
     let ctx = Arc::new(Context { client, replica_sets: rs_store.clone(), pods: pod_store, recorder });
 
     let controller = Controller::new(dls, watcher::Config::default().any_semantic())
@@ -264,18 +264,9 @@ async fn claim_replica_sets(
 }
 
 async fn publish(ctx: &Context, dl: &DeploymentLite, type_: EventType, reason: &str, message: String) {
-    let ev = Event {
-        type_: match type_ {
-            EventType::Normal => KubeEventType::Normal,
-            EventType::Warning => KubeEventType::Warning,
-        },
-        reason: reason.into(),
-        note: Some(message),
-        action: reason.into(),
-        secondary: None,
-    };
+    let action = if reason == planner::reason::SCALING_RS { "Scale" } else { "Reconcile" };
     // An event that cannot be recorded is not a reason to stop a rollout.
-    if let Err(e) = ctx.recorder.publish(&ev, &dl.object_ref(&())).await {
+    if let Err(e) = ctx.recorder.publish(&dl.object_ref(&()), type_, reason, action, &message).await {
         warn!(error = %e, reason, "could not record event");
     }
 }

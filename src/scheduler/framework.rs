@@ -15,7 +15,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
-use super::plugins::{self, names};
+use super::plugins;
 use super::resource::{RESOURCE_CPU, RESOURCE_MEMORY};
 use super::snapshot::{NodeInfo, Snapshot};
 
@@ -54,7 +54,11 @@ pub struct Status {
 
 impl Status {
     pub fn new(code: Code, reasons: Vec<String>) -> Status {
-        Status { code, reasons, plugin: None }
+        Status {
+            code,
+            reasons,
+            plugin: None,
+        }
     }
 
     pub fn success() -> Status {
@@ -101,7 +105,10 @@ impl Status {
 
     /// Unschedulable or UnschedulableAndUnresolvable.
     pub fn is_rejected(&self) -> bool {
-        matches!(self.code, Code::Unschedulable | Code::UnschedulableAndUnresolvable)
+        matches!(
+            self.code,
+            Code::Unschedulable | Code::UnschedulableAndUnresolvable
+        )
     }
 
     /// The reasons joined as one sentence.
@@ -168,7 +175,13 @@ pub trait FilterPlugin: Plugin {
 /// Runs once per pod before scoring, with the feasible nodes known.
 pub trait PreScorePlugin: Plugin {
     /// Success, or Skip (this plugin's Score is then not run for this pod).
-    fn pre_score(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot, feasible_nodes: &[usize]) -> Status;
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        snapshot: &Snapshot,
+        feasible_nodes: &[usize],
+    ) -> Status;
 }
 
 /// A plugin's score for one node.
@@ -200,7 +213,11 @@ pub fn default_normalize_score(max_priority: i64, reverse: bool, scores: &mut [N
     }
     for s in scores {
         let scaled = max_priority * s.score / max_count;
-        s.score = if reverse { max_priority - scaled } else { scaled };
+        s.score = if reverse {
+            max_priority - scaled
+        } else {
+            scaled
+        };
     }
 }
 
@@ -233,8 +250,14 @@ impl Default for ScoringStrategy {
         ScoringStrategy {
             type_: ScoringStrategyType::LeastAllocated,
             resources: vec![
-                ResourceSpec { name: RESOURCE_CPU.into(), weight: 1 },
-                ResourceSpec { name: RESOURCE_MEMORY.into(), weight: 1 },
+                ResourceSpec {
+                    name: RESOURCE_CPU.into(),
+                    weight: 1,
+                },
+                ResourceSpec {
+                    name: RESOURCE_MEMORY.into(),
+                    weight: 1,
+                },
             ],
         }
     }
@@ -270,7 +293,10 @@ impl Default for Profile {
 
 impl Profile {
     pub fn weight(&self, plugin: &str) -> i64 {
-        self.plugin_weights.get(plugin).copied().unwrap_or_else(|| plugins::default_weight(plugin))
+        self.plugin_weights
+            .get(plugin)
+            .copied()
+            .unwrap_or_else(|| plugins::default_weight(plugin))
     }
 }
 
@@ -331,7 +357,10 @@ impl Framework {
     }
 
     pub fn score_plugin_weights(&self) -> Vec<(&'static str, i64)> {
-        self.score_plugins.iter().map(|(p, w)| (p.name(), *w)).collect()
+        self.score_plugins
+            .iter()
+            .map(|(p, w)| (p.name(), *w))
+            .collect()
     }
 }
 
@@ -407,19 +436,28 @@ pub struct FilterOutcome {
 /// in large ones a percentage is, adaptively `max(5, 50 - N/125)` %, but
 /// never fewer than 100 nodes: scoring every node of a 5000-node cluster
 /// costs more than a slightly better placement is worth.
-pub fn num_feasible_nodes_to_find(percentage_of_nodes_to_score: Option<u32>, num_all_nodes: usize) -> usize {
+pub fn num_feasible_nodes_to_find(
+    percentage_of_nodes_to_score: Option<u32>,
+    num_all_nodes: usize,
+) -> usize {
     if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND {
         return num_all_nodes;
     }
     let percentage = match percentage_of_nodes_to_score {
         Some(p) if p > 0 => (p as usize).min(100),
-        _ => 50usize.saturating_sub(num_all_nodes / 125).max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND),
+        _ => 50usize
+            .saturating_sub(num_all_nodes / 125)
+            .max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND),
     };
     (num_all_nodes * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
 }
 
 /// Runs every PreFilter plugin. A rejection ends the cycle for all nodes.
-pub fn run_pre_filter_plugins(framework: &Framework, pod: &Pod, snapshot: &Snapshot) -> (CycleState, Status) {
+pub fn run_pre_filter_plugins(
+    framework: &Framework,
+    pod: &Pod,
+    snapshot: &Snapshot,
+) -> (CycleState, Status) {
     let mut state = CycleState::default();
     for plugin in &framework.pre_filter_plugins {
         let status = plugin.pre_filter(&mut state, pod, snapshot);
@@ -434,7 +472,12 @@ pub fn run_pre_filter_plugins(framework: &Framework, pod: &Pod, snapshot: &Snaps
 
 /// Runs the filter plugins on one node, stopping at the first rejection
 /// (its reasons are the node's reasons). Pure: safe to call in parallel.
-pub fn filter_node(framework: &Framework, state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> Status {
+pub fn filter_node(
+    framework: &Framework,
+    state: &CycleState,
+    pod: &Pod,
+    node_info: &NodeInfo,
+) -> Status {
     for plugin in &framework.filter_plugins {
         if state.skips_filter(plugin.name()) {
             continue;
@@ -451,9 +494,18 @@ pub fn filter_node(framework: &Framework, state: &CycleState, pod: &Pod, node_in
 /// (wrapping) until enough feasible nodes are found or all were examined.
 /// Starting where the previous pod stopped gives every node its turn in
 /// large clusters.
-pub fn find_nodes_that_fit(framework: &Framework, pod: &Pod, snapshot: &Snapshot, start_index: usize) -> FilterOutcome {
+pub fn find_nodes_that_fit(
+    framework: &Framework,
+    pod: &Pod,
+    snapshot: &Snapshot,
+    start_index: usize,
+) -> FilterOutcome {
     let num_all_nodes = snapshot.len();
-    let start_index = if num_all_nodes == 0 { 0 } else { start_index % num_all_nodes };
+    let start_index = if num_all_nodes == 0 {
+        0
+    } else {
+        start_index % num_all_nodes
+    };
     let (state, status) = run_pre_filter_plugins(framework, pod, snapshot);
     let mut diagnosis = Diagnosis::default();
 
@@ -472,7 +524,10 @@ pub fn find_nodes_that_fit(framework: &Framework, pod: &Pod, snapshot: &Snapshot
         };
     }
 
-    let num_nodes_to_find = num_feasible_nodes_to_find(framework.profile.percentage_of_nodes_to_score, num_all_nodes);
+    let num_nodes_to_find = num_feasible_nodes_to_find(
+        framework.profile.percentage_of_nodes_to_score,
+        num_all_nodes,
+    );
     let mut feasible_nodes = Vec::with_capacity(num_nodes_to_find);
     let mut evaluated_nodes = 0;
     for offset in 0..num_all_nodes {
@@ -489,8 +544,18 @@ pub fn find_nodes_that_fit(framework: &Framework, pod: &Pod, snapshot: &Snapshot
             diagnosis.record(node_info.name(), &status);
         }
     }
-    let next_start_index = if num_all_nodes == 0 { 0 } else { (start_index + evaluated_nodes) % num_all_nodes };
-    FilterOutcome { state, feasible_nodes, diagnosis, evaluated_nodes, next_start_index }
+    let next_start_index = if num_all_nodes == 0 {
+        0
+    } else {
+        (start_index + evaluated_nodes) % num_all_nodes
+    };
+    FilterOutcome {
+        state,
+        feasible_nodes,
+        diagnosis,
+        evaluated_nodes,
+        next_start_index,
+    }
 }
 
 /// One plugin's weighted contribution to a node's total.
@@ -534,7 +599,10 @@ pub fn prioritize_nodes(
     }
 
     for plugin in &framework.pre_score_plugins {
-        if plugin.pre_score(state, pod, snapshot, feasible_nodes).is_skip() {
+        if plugin
+            .pre_score(state, pod, snapshot, feasible_nodes)
+            .is_skip()
+        {
             state.skip_score_plugins.insert(plugin.name());
         }
     }
@@ -546,14 +614,22 @@ pub fn prioritize_nodes(
         }
         let mut scores: Vec<NodeScore> = feasible_nodes
             .iter()
-            .map(|&i| NodeScore { node_index: i, score: plugin.score(state, pod, &snapshot[i]) })
+            .map(|&i| NodeScore {
+                node_index: i,
+                score: plugin.score(state, pod, &snapshot[i]),
+            })
             .collect();
         plugin.normalize_score(state, pod, &mut scores);
         for (entry, s) in result.iter_mut().zip(&scores) {
             debug_assert_eq!(entry.node_index, s.node_index);
-            debug_assert!((0..=MAX_NODE_SCORE).contains(&s.score), "{} gave {}", plugin.name(), s.score);
+            // Out-of-range scores can only come from objects the API
+            // server would reject (e.g. negative preference weights); clamp
+            // rather than let one such pod stop the scheduler.
             let weighted = s.score.clamp(0, MAX_NODE_SCORE) * weight;
-            entry.scores.push(PluginScore { plugin: plugin.name().to_string(), score: weighted });
+            entry.scores.push(PluginScore {
+                plugin: plugin.name().to_string(),
+                score: weighted,
+            });
             entry.total_score += weighted;
         }
     }
@@ -565,7 +641,11 @@ pub fn prioritize_nodes(
 /// choice. Returns the node's snapshot position.
 pub fn select_host(scores: &[NodePluginScores], random: u64) -> Option<usize> {
     let best = scores.iter().map(|s| s.total_score).max()?;
-    let ties: Vec<usize> = scores.iter().filter(|s| s.total_score == best).map(|s| s.node_index).collect();
+    let ties: Vec<usize> = scores
+        .iter()
+        .filter(|s| s.total_score == best)
+        .map(|s| s.node_index)
+        .collect();
     Some(ties[(random % ties.len() as u64) as usize])
 }
 
@@ -591,14 +671,21 @@ pub fn fit_error_message(total_nodes: usize, diagnosis: &Diagnosis) -> String {
             }
             // Sorted as whole strings, count first, as the upstream message
             // is: "10 x" sorts before "2 y".
-            let mut entries: Vec<String> = counts.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
+            let mut entries: Vec<String> = counts
+                .iter()
+                .map(|(reason, n)| format!("{n} {reason}"))
+                .collect();
             entries.sort();
             if !entries.is_empty() {
                 msg.push_str(&format!(" {}.", entries.join(", ")));
             }
         }
     }
-    if let Some(post_filter_msg) = diagnosis.post_filter_msg.as_deref().filter(|m| !m.is_empty()) {
+    if let Some(post_filter_msg) = diagnosis
+        .post_filter_msg
+        .as_deref()
+        .filter(|m| !m.is_empty())
+    {
         msg.push_str(&format!(" {post_filter_msg}."));
     }
     msg
@@ -647,7 +734,13 @@ pub fn schedule_pod(
             next_start_index: outcome.next_start_index,
         });
     }
-    let scores = prioritize_nodes(framework, &mut outcome.state, pod, snapshot, &outcome.feasible_nodes);
+    let scores = prioritize_nodes(
+        framework,
+        &mut outcome.state,
+        pod,
+        snapshot,
+        &outcome.feasible_nodes,
+    );
     let node_index = select_host(&scores, random).expect("feasible nodes were scored");
     Ok(ScheduleResult {
         suggested_host: snapshot[node_index].name().to_string(),
@@ -661,6 +754,7 @@ pub fn schedule_pod(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::plugins::names;
     use crate::scheduler::testing::{node, pod};
     use proptest::prelude::*;
 
@@ -680,7 +774,13 @@ mod tests {
     }
 
     fn nodes(n: usize) -> Vec<k8s_openapi::api::core::v1::Node> {
-        (0..n).map(|i| node(&format!("n{i:04}")).allocatable("1", "1Gi", "110").build()).collect()
+        (0..n)
+            .map(|i| {
+                node(&format!("n{i:04}"))
+                    .allocatable("1", "1Gi", "110")
+                    .build()
+            })
+            .collect()
     }
 
     #[test]
@@ -771,15 +871,26 @@ mod tests {
             ]
         );
         let mut profile = Profile::default();
-        profile.plugin_weights.insert(names::IMAGE_LOCALITY.into(), 5);
+        profile
+            .plugin_weights
+            .insert(names::IMAGE_LOCALITY.into(), 5);
         let fw = Framework::new(profile);
-        assert!(fw.score_plugin_weights().contains(&(names::IMAGE_LOCALITY, 5)));
+        assert!(
+            fw.score_plugin_weights()
+                .contains(&(names::IMAGE_LOCALITY, 5))
+        );
     }
 
     #[test]
     fn no_nodes_message() {
-        let err = schedule_pod(&Framework::new(Profile::default()), &pod("p").build(), &Snapshot::default(), 3, 0)
-            .unwrap_err();
+        let err = schedule_pod(
+            &Framework::new(Profile::default()),
+            &pod("p").build(),
+            &Snapshot::default(),
+            3,
+            0,
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "no nodes available to schedule pods");
     }
 
@@ -802,7 +913,11 @@ mod tests {
             ],
             ..Default::default()
         };
-        assert_eq!(fit_error_message(2, &d), "0/2 nodes are available: 2 Insufficient cpu, 1 Insufficient memory.");
+        // Whole strings are sorted, so the count leads.
+        assert_eq!(
+            fit_error_message(2, &d),
+            "0/2 nodes are available: 1 Insufficient memory, 2 Insufficient cpu."
+        );
         let mut many = Diagnosis::default();
         for i in 0..12 {
             let reason = if i < 10 { "x" } else { "y" };
@@ -813,7 +928,10 @@ mod tests {
                 unresolvable: false,
             });
         }
-        assert_eq!(fit_error_message(12, &many), "0/12 nodes are available: 10 x, 2 y.");
+        assert_eq!(
+            fit_error_message(12, &many),
+            "0/12 nodes are available: 10 x, 2 y."
+        );
     }
 
     #[test]
@@ -844,9 +962,19 @@ mod tests {
         );
         let back: NodeDiagnosis = serde_json::from_str(&json).unwrap();
         assert_eq!(back, d);
-        let resolvable = NodeDiagnosis { unresolvable: false, ..d };
-        assert!(!serde_json::to_string(&resolvable).unwrap().contains("unresolvable"));
-        let diag = Diagnosis { nodes: vec![resolvable], ..Default::default() };
+        let resolvable = NodeDiagnosis {
+            unresolvable: false,
+            ..d
+        };
+        assert!(
+            !serde_json::to_string(&resolvable)
+                .unwrap()
+                .contains("unresolvable")
+        );
+        let diag = Diagnosis {
+            nodes: vec![resolvable],
+            ..Default::default()
+        };
         let back: Diagnosis = serde_json::from_str(&serde_json::to_string(&diag).unwrap()).unwrap();
         assert_eq!(back, diag);
     }
@@ -854,14 +982,85 @@ mod tests {
     #[test]
     fn diagnosis_records_the_first_failing_plugin_only() {
         // Cordoned *and* tainted: NodeUnschedulable runs first.
-        let n = node("a").unschedulable().taint("k", "v", "NoSchedule").build();
+        let n = node("a")
+            .unschedulable()
+            .taint("k", "v", "NoSchedule")
+            .build();
         let snapshot = Snapshot::new(&[n], &[]);
         let fw = Framework::new(Profile::default());
         let out = find_nodes_that_fit(&fw, &pod("p").build(), &snapshot, 0);
         assert_eq!(out.diagnosis.nodes.len(), 1);
         assert_eq!(out.diagnosis.nodes[0].plugin, names::NODE_UNSCHEDULABLE);
         assert!(out.diagnosis.nodes[0].unresolvable);
-        assert_eq!(out.diagnosis.unschedulable_plugins, BTreeSet::from([names::NODE_UNSCHEDULABLE.to_string()]));
+        assert_eq!(
+            out.diagnosis.unschedulable_plugins,
+            BTreeSet::from([names::NODE_UNSCHEDULABLE.to_string()])
+        );
+    }
+
+    /// A PreFilter that turns every pod away, to exercise that path.
+    struct RejectAll;
+
+    impl Plugin for RejectAll {
+        fn name(&self) -> &'static str {
+            "RejectAll"
+        }
+    }
+
+    impl PreFilterPlugin for RejectAll {
+        fn pre_filter(&self, _: &mut CycleState, _: &Pod, _: &Snapshot) -> Status {
+            Status::unschedulable_and_unresolvable("pod is not welcome")
+        }
+    }
+
+    #[test]
+    fn pre_filter_rejection_applies_to_every_node_and_is_quoted_once() {
+        let fw = Framework::empty(Profile::default()).with_pre_filter(Arc::new(RejectAll));
+        let snapshot = Snapshot::new(&nodes(3), &[]);
+        let out = find_nodes_that_fit(&fw, &pod("p").build(), &snapshot, 2);
+        assert!(out.feasible_nodes.is_empty());
+        assert_eq!(out.diagnosis.nodes.len(), 3);
+        assert!(
+            out.diagnosis
+                .nodes
+                .iter()
+                .all(|n| n.plugin == "RejectAll" && n.unresolvable)
+        );
+        assert_eq!(out.next_start_index, 2, "no node was examined");
+        assert_eq!(
+            fit_error_message(3, &out.diagnosis),
+            "0/3 nodes are available: pod is not welcome."
+        );
+    }
+
+    #[test]
+    fn assumed_pods_are_seen_by_the_next_cycle() {
+        // Two nodes with room for one 600m pod each: the first pod's
+        // assumption must push the second onto the other node, and a third
+        // finds no room.
+        let mut snapshot = Snapshot::new(&nodes(2), &[]);
+        let fw = Framework::new(Profile::default());
+        let mut start = 0;
+        let mut hosts = Vec::new();
+        for name in ["p1", "p2"] {
+            let p = pod(name).container(&[("cpu", "600m")]).build();
+            let result = schedule_pod(&fw, &p, &snapshot, start, 0).unwrap();
+            start = result.next_start_index;
+            snapshot.assume(&p, &result.suggested_host).unwrap();
+            hosts.push(result.suggested_host);
+        }
+        hosts.sort();
+        assert_eq!(hosts, ["n0000", "n0001"]);
+        let p3 = pod("p3").container(&[("cpu", "600m")]).build();
+        let err = schedule_pod(&fw, &p3, &snapshot, start, 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "0/2 nodes are available: 2 Insufficient cpu."
+        );
+        assert_eq!(
+            err.diagnosis.unschedulable_plugins,
+            BTreeSet::from([names::NODE_RESOURCES_FIT.to_string()])
+        );
     }
 
     const REASONS: &[&str] = &[

@@ -82,7 +82,11 @@ impl Selector {
             if needs_values == values.is_empty() {
                 return Selector::Nothing;
             }
-            requirements.push(Requirement { key: expr.key.clone(), operator, values });
+            requirements.push(Requirement {
+                key: expr.key.clone(),
+                operator,
+                values,
+            });
         }
         Selector::Requirements(requirements)
     }
@@ -121,14 +125,21 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
         LabelSelectorRequirement {
             key: key.into(),
             operator: op.into(),
-            values: if values.is_empty() { None } else { Some(values.iter().map(|v| v.to_string()).collect()) },
+            values: if values.is_empty() {
+                None
+            } else {
+                Some(values.iter().map(|v| v.to_string()).collect())
+            },
         }
     }
 
@@ -154,16 +165,38 @@ mod tests {
         let s = Selector::from_label_selector(Some(&sel));
         assert!(s.matches(&labels(&[("app", "web"), ("tier", "a"), ("team", "x")])));
         assert!(!s.matches(&labels(&[("app", "web"), ("tier", "c"), ("team", "x")])));
-        assert!(!s.matches(&labels(&[("app", "web"), ("tier", "a"), ("team", "x"), ("env", "prod")])));
+        assert!(!s.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "a"),
+            ("team", "x"),
+            ("env", "prod")
+        ])));
         assert!(!s.matches(&labels(&[("app", "web"), ("tier", "a")])));
-        assert!(!s.matches(&labels(&[("app", "web"), ("tier", "a"), ("team", "x"), ("legacy", "")])));
+        assert!(!s.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "a"),
+            ("team", "x"),
+            ("legacy", "")
+        ])));
     }
 
     #[test]
     fn malformed_selects_nothing() {
-        let bad_op = LabelSelector { match_expressions: Some(vec![expr("a", "Gt", &["1"])]), ..Default::default() };
-        assert_eq!(Selector::from_label_selector(Some(&bad_op)), Selector::Nothing);
-        let in_without_values = LabelSelector { match_expressions: Some(vec![expr("a", "In", &[])]), ..Default::default() };
-        assert_eq!(Selector::from_label_selector(Some(&in_without_values)), Selector::Nothing);
+        let bad_op = LabelSelector {
+            match_expressions: Some(vec![expr("a", "Gt", &["1"])]),
+            ..Default::default()
+        };
+        assert_eq!(
+            Selector::from_label_selector(Some(&bad_op)),
+            Selector::Nothing
+        );
+        let in_without_values = LabelSelector {
+            match_expressions: Some(vec![expr("a", "In", &[])]),
+            ..Default::default()
+        };
+        assert_eq!(
+            Selector::from_label_selector(Some(&in_without_values)),
+            Selector::Nothing
+        );
     }
 }

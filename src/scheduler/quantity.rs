@@ -159,7 +159,11 @@ fn scale(mantissa: i128, exp10: i32, exp2: u32) -> i128 {
         }
         let denominator = 10i128.pow(shift);
         let quotient = numerator / denominator;
-        if numerator % denominator == 0 { quotient } else { quotient + 1 }
+        if numerator % denominator == 0 {
+            quotient
+        } else {
+            quotient + 1
+        }
     }
 }
 
@@ -232,21 +236,51 @@ mod tests {
     fn saturates_instead_of_overflowing() {
         assert_eq!(parse_bytes("8Ei"), Ok(i64::MAX));
         assert_eq!(parse_bytes("1e30"), Ok(i64::MAX));
-        assert_eq!(parse_cpu_millis("99999999999999999999999999999999999999999999"), Ok(i64::MAX));
+        assert_eq!(
+            parse_cpu_millis("99999999999999999999999999999999999999999999"),
+            Ok(i64::MAX)
+        );
         assert_eq!(parse_bytes("-9Ei"), Ok(i64::MIN));
     }
 
     #[test]
     fn rejects_malformed() {
         assert_eq!(parse_bytes(""), Err(QuantityError::Empty));
-        assert!(matches!(parse_bytes("abc"), Err(QuantityError::InvalidNumber(_))));
-        assert!(matches!(parse_bytes("-"), Err(QuantityError::InvalidNumber(_))));
-        assert!(matches!(parse_bytes("."), Err(QuantityError::InvalidNumber(_))));
-        assert!(matches!(parse_bytes("1.2.3"), Err(QuantityError::InvalidNumber(_))));
-        assert!(matches!(parse_bytes("1Qi"), Err(QuantityError::InvalidSuffix(_))));
-        assert!(matches!(parse_bytes("1 Gi"), Err(QuantityError::InvalidSuffix(_))));
-        assert!(matches!(parse_bytes("1e"), Err(QuantityError::InvalidSuffix(_))));
-        assert!(matches!(parse_bytes("1ki"), Err(QuantityError::InvalidSuffix(_))));
-        assert!(matches!(parse_bytes("1e3.5"), Err(QuantityError::InvalidSuffix(_))));
+        assert!(matches!(
+            parse_bytes("abc"),
+            Err(QuantityError::InvalidNumber(_))
+        ));
+        assert!(matches!(
+            parse_bytes("-"),
+            Err(QuantityError::InvalidNumber(_))
+        ));
+        assert!(matches!(
+            parse_bytes("."),
+            Err(QuantityError::InvalidNumber(_))
+        ));
+        assert!(matches!(
+            parse_bytes("1.2.3"),
+            Err(QuantityError::InvalidNumber(_))
+        ));
+        assert!(matches!(
+            parse_bytes("1Qi"),
+            Err(QuantityError::InvalidSuffix(_))
+        ));
+        assert!(matches!(
+            parse_bytes("1 Gi"),
+            Err(QuantityError::InvalidSuffix(_))
+        ));
+        assert!(matches!(
+            parse_bytes("1e"),
+            Err(QuantityError::InvalidSuffix(_))
+        ));
+        assert!(matches!(
+            parse_bytes("1ki"),
+            Err(QuantityError::InvalidSuffix(_))
+        ));
+        assert!(matches!(
+            parse_bytes("1e3.5"),
+            Err(QuantityError::InvalidSuffix(_))
+        ));
     }
 }

@@ -65,10 +65,13 @@ impl Resource {
         match name {
             RESOURCE_CPU => self.milli_cpu += parse_cpu_millis(quantity).unwrap_or(0),
             RESOURCE_MEMORY => self.memory += parse_bytes(quantity).unwrap_or(0),
-            RESOURCE_EPHEMERAL_STORAGE => self.ephemeral_storage += parse_bytes(quantity).unwrap_or(0),
+            RESOURCE_EPHEMERAL_STORAGE => {
+                self.ephemeral_storage += parse_bytes(quantity).unwrap_or(0)
+            }
             RESOURCE_PODS => self.allowed_pod_number += parse_bytes(quantity).unwrap_or(0),
             _ if is_scalar_resource_name(name) => {
-                *self.scalar_resources.entry(name.to_string()).or_default() += parse_bytes(quantity).unwrap_or(0);
+                *self.scalar_resources.entry(name.to_string()).or_default() +=
+                    parse_bytes(quantity).unwrap_or(0);
             }
             _ => {}
         }
@@ -130,7 +133,10 @@ impl Resource {
 /// request reads as the scoring defaults. Only a *missing* request is
 /// defaulted: an explicit `0` means the user asked for nothing.
 fn container_requests(container: &Container, non_zero: bool) -> Resource {
-    let requests = container.resources.as_ref().and_then(|r| r.requests.as_ref());
+    let requests = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref());
     let mut r = requests.map(Resource::from_list).unwrap_or_default();
     if non_zero {
         let has = |name: &str| requests.is_some_and(|l| l.contains_key(name));
@@ -203,7 +209,10 @@ mod tests {
 
     #[test]
     fn containers_add_up() {
-        let p = pod("p").container(&[("cpu", "100m"), ("memory", "1Gi")]).container(&[("cpu", "1")]).build();
+        let p = pod("p")
+            .container(&[("cpu", "100m"), ("memory", "1Gi")])
+            .container(&[("cpu", "1")])
+            .build();
         let r = pod_requests(&p, false);
         assert_eq!(r.milli_cpu, 1100);
         assert_eq!(r.memory, 1 << 30);
@@ -230,16 +239,26 @@ mod tests {
             .init_container(&[("cpu", "5m")])
             .build();
         assert_eq!(pod_requests(&p, false).milli_cpu, 7);
-        let p = pod("p").container(&[("cpu", "10m")]).sidecar(&[("cpu", "2m")]).init_container(&[("cpu", "5m")]).build();
+        let p = pod("p")
+            .container(&[("cpu", "10m")])
+            .sidecar(&[("cpu", "2m")])
+            .init_container(&[("cpu", "5m")])
+            .build();
         assert_eq!(pod_requests(&p, false).milli_cpu, 12);
     }
 
     #[test]
     fn overhead_is_added_and_pod_level_replaces() {
-        let p = pod("p").container(&[("cpu", "1m"), ("memory", "1")]).overhead(&[("cpu", "1m"), ("memory", "15")]).build();
+        let p = pod("p")
+            .container(&[("cpu", "1m"), ("memory", "1")])
+            .overhead(&[("cpu", "1m"), ("memory", "15")])
+            .build();
         let r = pod_requests(&p, false);
         assert_eq!((r.milli_cpu, r.memory), (2, 16));
-        let p = pod("p").container(&[("cpu", "1m"), ("memory", "1")]).pod_level(&[("cpu", "500m")]).build();
+        let p = pod("p")
+            .container(&[("cpu", "1m"), ("memory", "1")])
+            .pod_level(&[("cpu", "500m")])
+            .build();
         let r = pod_requests(&p, false);
         assert_eq!((r.milli_cpu, r.memory), (500, 1));
     }
@@ -255,7 +274,13 @@ mod tests {
 
     #[test]
     fn scalar_resources() {
-        let p = pod("p").container(&[("example.com/gpu", "2"), ("hugepages-2Mi", "4Mi"), ("bogus", "1")]).build();
+        let p = pod("p")
+            .container(&[
+                ("example.com/gpu", "2"),
+                ("hugepages-2Mi", "4Mi"),
+                ("bogus", "1"),
+            ])
+            .build();
         let r = pod_requests(&p, false);
         assert_eq!(r.get("example.com/gpu"), 2);
         assert_eq!(r.get("hugepages-2Mi"), 4 << 20);

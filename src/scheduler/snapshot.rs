@@ -6,6 +6,7 @@
 //! chosen in this cycle is counted before its binding is confirmed, so the
 //! next pod sees the node's resources as used.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Index;
 use std::sync::Arc;
@@ -43,13 +44,19 @@ pub(crate) fn node_labels(node: &Node) -> &Labels {
 
 /// A pod's `spec.nodeName`, if set and non-empty.
 pub(crate) fn assigned_node(pod: &Pod) -> Option<&str> {
-    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty())
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
 }
 
 /// Succeeded and Failed pods hold no resources; the scheduler's pod watch
 /// leaves them out entirely.
 pub(crate) fn is_terminal(pod: &Pod) -> bool {
-    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// One inter-pod (anti-)affinity term, compiled.
@@ -83,7 +90,8 @@ impl AffinityTerm {
     /// Whether `pod` (living in a namespace labelled `namespace_labels`) is
     /// one of the pods this term is about.
     pub fn matches(&self, pod: &Pod, namespace_labels: &Labels) -> bool {
-        (self.namespaces.contains(pod_namespace(pod)) || self.namespace_selector.matches(namespace_labels))
+        (self.namespaces.contains(pod_namespace(pod))
+            || self.namespace_selector.matches(namespace_labels))
             && self.selector.matches(pod_labels(pod))
     }
 }
@@ -115,32 +123,44 @@ impl PodInfo {
         let pod_affinity = affinity.and_then(|a| a.pod_affinity.as_ref());
         let anti_affinity = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
         let required = |terms: Option<&Vec<PodAffinityTerm>>| -> Vec<AffinityTerm> {
-            terms.into_iter().flatten().map(|t| AffinityTerm::new(&pod, t)).collect()
-        };
-        let preferred = |terms: Option<&Vec<WeightedPodAffinityTerm>>| -> Vec<WeightedAffinityTerm> {
             terms
                 .into_iter()
                 .flatten()
-                // A zero weight cannot move a score; dropping it saves work.
-                .filter(|t| t.weight != 0)
-                .map(|t| WeightedAffinityTerm { term: AffinityTerm::new(&pod, &t.pod_affinity_term), weight: t.weight })
+                .map(|t| AffinityTerm::new(&pod, t))
                 .collect()
         };
+        let preferred =
+            |terms: Option<&Vec<WeightedPodAffinityTerm>>| -> Vec<WeightedAffinityTerm> {
+                terms
+                    .into_iter()
+                    .flatten()
+                    // A zero weight cannot move a score; dropping it saves work.
+                    .filter(|t| t.weight != 0)
+                    .map(|t| WeightedAffinityTerm {
+                        term: AffinityTerm::new(&pod, &t.pod_affinity_term),
+                        weight: t.weight,
+                    })
+                    .collect()
+            };
         PodInfo {
             requested: pod_requests(&pod, false),
             non_zero_requested: pod_requests(&pod, true),
-            required_affinity_terms: required(
-                pod_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
-            ),
-            required_anti_affinity_terms: required(
-                anti_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
-            ),
-            preferred_affinity_terms: preferred(
-                pod_affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
-            ),
-            preferred_anti_affinity_terms: preferred(
-                anti_affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
-            ),
+            required_affinity_terms: required(pod_affinity.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            required_anti_affinity_terms: required(anti_affinity.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_affinity_terms: preferred(pod_affinity.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_anti_affinity_terms: preferred(anti_affinity.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
             pod,
         }
     }
@@ -178,8 +198,14 @@ impl HostPort {
     /// as the API defaults them.
     pub fn new(ip: Option<&str>, protocol: Option<&str>, port: i32) -> HostPort {
         HostPort {
-            ip: ip.filter(|s| !s.is_empty()).unwrap_or(DEFAULT_BIND_ALL_HOST_IP).to_string(),
-            protocol: protocol.filter(|s| !s.is_empty()).unwrap_or("TCP").to_string(),
+            ip: ip
+                .filter(|s| !s.is_empty())
+                .unwrap_or(DEFAULT_BIND_ALL_HOST_IP)
+                .to_string(),
+            protocol: protocol
+                .filter(|s| !s.is_empty())
+                .unwrap_or("TCP")
+                .to_string(),
             port,
         }
     }
@@ -192,7 +218,11 @@ pub fn pod_host_ports(pod: &Pod) -> Vec<HostPort> {
     let Some(spec) = pod.spec.as_ref() else {
         return Vec::new();
     };
-    let sidecars = spec.init_containers.iter().flatten().filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    let sidecars = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"));
     spec.containers
         .iter()
         .chain(sidecars)
@@ -271,7 +301,13 @@ impl NodeInfo {
             .map(Resource::from_list)
             .unwrap_or_default();
         let mut image_sizes = BTreeMap::new();
-        for image in node.status.as_ref().and_then(|s| s.images.as_ref()).into_iter().flatten() {
+        for image in node
+            .status
+            .as_ref()
+            .and_then(|s| s.images.as_ref())
+            .into_iter()
+            .flatten()
+        {
             for name in image.names.iter().flatten() {
                 image_sizes.insert(name.clone(), image.size_bytes.unwrap_or(0));
             }
@@ -306,7 +342,10 @@ impl NodeInfo {
 
     /// Removes the pod `namespace/name`, undoing its accounting.
     pub fn remove_pod(&mut self, namespace: &str, name: &str) -> Option<PodInfo> {
-        let pos = self.pods.iter().position(|p| p.namespace() == namespace && p.name() == name)?;
+        let pos = self
+            .pods
+            .iter()
+            .position(|p| p.namespace() == namespace && p.name() == name)?;
         let pod_info = self.pods.remove(pos);
         self.requested.sub(&pod_info.requested);
         self.non_zero_requested.sub(&pod_info.non_zero_requested);
@@ -317,7 +356,9 @@ impl NodeInfo {
     }
 
     pub fn has_pod(&self, namespace: &str, name: &str) -> bool {
-        self.pods.iter().any(|p| p.namespace() == namespace && p.name() == name)
+        self.pods
+            .iter()
+            .any(|p| p.namespace() == namespace && p.name() == name)
     }
 }
 
@@ -326,7 +367,15 @@ pub enum SnapshotError {
     #[error("node {0:?} is not in the snapshot")]
     UnknownNode(String),
     #[error("pod {namespace}/{name} is already on node {node:?}")]
-    AlreadyAssigned { namespace: String, name: String, node: String },
+    AlreadyAssigned {
+        namespace: String,
+        name: String,
+        node: String,
+    },
+}
+
+fn default_namespace_labels(namespace: &str) -> Labels {
+    Labels::from([(LABEL_NAMESPACE_NAME.to_string(), namespace.to_string())])
 }
 
 /// All nodes, in a stable order, indexable by position and by name.
@@ -345,39 +394,71 @@ impl Snapshot {
     /// `spec.nodeName` placed on its node. Pods naming a node that is not in
     /// `nodes` are left out (nothing could be scheduled beside them anyway).
     pub fn new(nodes: &[Node], pods: &[Pod]) -> Snapshot {
-        let mut snapshot = Snapshot::default();
-        for node in nodes {
-            let info = NodeInfo::new(node.clone());
-            let mut names: BTreeSet<&String> = BTreeSet::new();
-            names.extend(info.image_sizes.keys());
-            for name in names {
-                *snapshot.image_num_nodes.entry(name.clone()).or_default() += 1;
-            }
-            snapshot.index_by_name.insert(info.name().to_string(), snapshot.node_infos.len());
-            snapshot.node_infos.push(info);
-        }
+        let mut node_infos: Vec<NodeInfo> = nodes.iter().cloned().map(NodeInfo::new).collect();
+        let index_by_name: HashMap<&str, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (node_name(n), i))
+            .collect();
         for pod in pods.iter().filter(|p| !is_terminal(p)) {
             if let Some(node) = assigned_node(pod)
-                && let Some(&i) = snapshot.index_by_name.get(node)
+                && let Some(&i) = index_by_name.get(node)
             {
-                snapshot.node_infos[i].add_pod(PodInfo::new(Arc::new(pod.clone())));
+                node_infos[i].add_pod(PodInfo::new(Arc::new(pod.clone())));
             }
         }
+        Snapshot::from_node_infos(node_infos)
+    }
+
+    /// Builds the snapshot from node infos kept up to date elsewhere (the
+    /// scheduler cache), in their order.
+    pub fn from_node_infos(node_infos: Vec<NodeInfo>) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        for (i, info) in node_infos.iter().enumerate() {
+            snapshot.index_by_name.insert(info.name().to_string(), i);
+            for name in info.image_sizes.keys() {
+                *snapshot.image_num_nodes.entry(name.clone()).or_default() += 1;
+            }
+        }
+        for pod_info in node_infos.iter().flat_map(|n| &n.pods) {
+            snapshot.note_namespace(pod_info.namespace());
+        }
+        snapshot.node_infos = node_infos;
         snapshot
+    }
+
+    /// Makes sure `namespace` has a label entry, so lookups need not build
+    /// one per pod.
+    fn note_namespace(&mut self, namespace: &str) {
+        if !self.namespace_labels.contains_key(namespace) {
+            self.namespace_labels
+                .insert(namespace.to_string(), default_namespace_labels(namespace));
+        }
     }
 
     /// Supplies namespace labels for `namespaceSelector`s in affinity terms.
     /// Namespaces not given here are assumed to carry only
-    /// `kubernetes.io/metadata.name`.
-    pub fn with_namespace_labels(mut self, labels: impl IntoIterator<Item = (String, Labels)>) -> Snapshot {
-        self.namespace_labels.extend(labels);
+    /// `kubernetes.io/metadata.name`, which the API server sets on every
+    /// namespace.
+    pub fn with_namespace_labels(
+        mut self,
+        labels: impl IntoIterator<Item = (String, Labels)>,
+    ) -> Snapshot {
+        for (namespace, mut l) in labels {
+            l.entry(LABEL_NAMESPACE_NAME.to_string())
+                .or_insert_with(|| namespace.clone());
+            self.namespace_labels.insert(namespace, l);
+        }
         self
     }
 
-    pub fn namespace_labels(&self, namespace: &str) -> Labels {
-        let mut labels = self.namespace_labels.get(namespace).cloned().unwrap_or_default();
-        labels.entry(LABEL_NAMESPACE_NAME.to_string()).or_insert_with(|| namespace.to_string());
-        labels
+    /// The labels of `namespace` (borrowed for every namespace that has
+    /// pods in the snapshot or was supplied).
+    pub fn namespace_labels(&self, namespace: &str) -> Cow<'_, Labels> {
+        match self.namespace_labels.get(namespace) {
+            Some(l) => Cow::Borrowed(l),
+            None => Cow::Owned(default_namespace_labels(namespace)),
+        }
     }
 
     pub fn node_infos(&self) -> &[NodeInfo] {
@@ -408,7 +489,9 @@ impl Snapshot {
     /// Counts `pod` on `node_name` from now on, as if bound there. The stored
     /// copy has `spec.nodeName` set.
     pub fn assume(&mut self, pod: &Pod, node_name: &str) -> Result<(), SnapshotError> {
-        let i = self.index_of(node_name).ok_or_else(|| SnapshotError::UnknownNode(node_name.to_string()))?;
+        let i = self
+            .index_of(node_name)
+            .ok_or_else(|| SnapshotError::UnknownNode(node_name.to_string()))?;
         let (namespace, name) = (pod_namespace(pod), pod_name(pod));
         if let Some(holder) = self.node_infos.iter().find(|n| n.has_pod(namespace, name)) {
             return Err(SnapshotError::AlreadyAssigned {
@@ -417,6 +500,7 @@ impl Snapshot {
                 node: holder.name().to_string(),
             });
         }
+        self.note_namespace(namespace);
         let mut assumed = pod.clone();
         assumed.spec.get_or_insert_with(Default::default).node_name = Some(node_name.to_string());
         self.node_infos[i].add_pod(PodInfo::new(Arc::new(assumed)));
@@ -440,6 +524,17 @@ impl Index<usize> for Snapshot {
     }
 }
 
+/// By node name; panics if the node is not in the snapshot (use
+/// [`Snapshot::get`] when that is possible).
+impl Index<&str> for Snapshot {
+    type Output = NodeInfo;
+
+    fn index(&self, node_name: &str) -> &NodeInfo {
+        self.get(node_name)
+            .unwrap_or_else(|| panic!("node {node_name:?} is not in the snapshot"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,12 +542,26 @@ mod tests {
 
     #[test]
     fn places_pods_and_sums_requests() {
-        let nodes = [node("a").allocatable("4", "8Gi", "110").build(), node("b").build()];
+        let nodes = [
+            node("a").allocatable("4", "8Gi", "110").build(),
+            node("b").build(),
+        ];
         let pods = [
-            pod("p1").on("a").container(&[("cpu", "1"), ("memory", "1Gi")]).build(),
-            pod("p2").on("a").container(&[]).host_port("TCP", "", 80).build(),
+            pod("p1")
+                .on("a")
+                .container(&[("cpu", "1"), ("memory", "1Gi")])
+                .build(),
+            pod("p2")
+                .on("a")
+                .container(&[])
+                .host_port("TCP", "", 80)
+                .build(),
             pod("p3").on("missing").container(&[("cpu", "1")]).build(),
-            pod("done").on("a").container(&[("cpu", "1")]).phase("Succeeded").build(),
+            pod("done")
+                .on("a")
+                .container(&[("cpu", "1")])
+                .phase("Succeeded")
+                .build(),
             pod("pending").container(&[("cpu", "1")]).build(),
         ];
         let s = Snapshot::new(&nodes, &pods);
@@ -468,6 +577,7 @@ mod tests {
         assert!(a.used_ports.conflicts_with(&HostPort::new(None, None, 80)));
         assert!(s.get("b").unwrap().pods.is_empty());
         assert_eq!(s[1].name(), "b");
+        assert_eq!(s["b"].name(), "b");
         assert_eq!(s.index_of("b"), Some(1));
     }
 
@@ -478,8 +588,14 @@ mod tests {
         s.assume(&p, "a").unwrap();
         assert_eq!(s.get("a").unwrap().requested.milli_cpu, 250);
         assert_eq!(assigned_node(&s.get("a").unwrap().pods[0].pod), Some("a"));
-        assert!(matches!(s.assume(&p, "a"), Err(SnapshotError::AlreadyAssigned { .. })));
-        assert_eq!(s.assume(&p, "zz"), Err(SnapshotError::UnknownNode("zz".into())));
+        assert!(matches!(
+            s.assume(&p, "a"),
+            Err(SnapshotError::AlreadyAssigned { .. })
+        ));
+        assert_eq!(
+            s.assume(&p, "zz"),
+            Err(SnapshotError::UnknownNode("zz".into()))
+        );
         assert_eq!(s.remove_pod("default", "p").as_deref(), Some("a"));
         assert_eq!(s.get("a").unwrap().requested, Resource::default());
         assert_eq!(s.remove_pod("default", "p"), None);
@@ -522,7 +638,15 @@ mod tests {
             "team-a".to_string(),
             Labels::from([("team".to_string(), "a".to_string())]),
         )]);
-        assert_eq!(s.namespace_labels("team-a").get("team").map(String::as_str), Some("a"));
-        assert_eq!(s.namespace_labels("x").get(LABEL_NAMESPACE_NAME).map(String::as_str), Some("x"));
+        assert_eq!(
+            s.namespace_labels("team-a").get("team").map(String::as_str),
+            Some("a")
+        );
+        assert_eq!(
+            s.namespace_labels("x")
+                .get(LABEL_NAMESPACE_NAME)
+                .map(String::as_str),
+            Some("x")
+        );
     }
 }

@@ -8,7 +8,9 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::scheduler::framework::{CycleState, MAX_NODE_SCORE, Plugin, PreScorePlugin, ScorePlugin, Status};
+use crate::scheduler::framework::{
+    CycleState, MAX_NODE_SCORE, Plugin, PreScorePlugin, ScorePlugin, Status,
+};
 use crate::scheduler::resource::{RESOURCE_CPU, RESOURCE_MEMORY, Resource, pod_requests};
 use crate::scheduler::snapshot::{NodeInfo, Snapshot};
 
@@ -40,7 +42,12 @@ pub fn balanced_score(requested: &[i64], allocatable: &[i64]) -> i64 {
         2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
         n => {
             let mean = fractions.iter().sum::<f64>() / n as f64;
-            (fractions.iter().map(|f| (f - mean) * (f - mean)).sum::<f64>() / n as f64).sqrt()
+            (fractions
+                .iter()
+                .map(|f| (f - mean) * (f - mean))
+                .sum::<f64>()
+                / n as f64)
+                .sqrt()
         }
     };
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
@@ -53,7 +60,13 @@ impl Plugin for BalancedAllocation {
 }
 
 impl PreScorePlugin for BalancedAllocation {
-    fn pre_score(&self, state: &mut CycleState, pod: &Pod, _snapshot: &Snapshot, _feasible_nodes: &[usize]) -> Status {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        _snapshot: &Snapshot,
+        _feasible_nodes: &[usize],
+    ) -> Status {
         let request = pod_requests(pod, false);
         if RESOURCES.iter().all(|r| request.get(r) == 0) {
             return Status::skip();
@@ -88,8 +101,16 @@ mod tests {
     fn formula() {
         assert_eq!(balanced_score(&[3000, 5000], &[4000, 10000]), 87);
         assert_eq!(balanced_score(&[3000, 5000], &[6000, 10000]), 100);
-        assert_eq!(balanced_score(&[8000, 0], &[4000, 10000]), 50, "fractions cap at 1");
-        assert_eq!(balanced_score(&[1, 1], &[0, 10]), 100, "missing resources are left out");
+        assert_eq!(
+            balanced_score(&[8000, 0], &[4000, 10000]),
+            50,
+            "fractions cap at 1"
+        );
+        assert_eq!(
+            balanced_score(&[1, 1], &[0, 10]),
+            100,
+            "missing resources are left out"
+        );
         // Three resources: fractions 0, 0.5, 1 -> std sqrt(1/6) ~ 0.408.
         assert_eq!(balanced_score(&[0, 5, 10], &[10, 10, 10]), 59);
     }
@@ -97,7 +118,12 @@ mod tests {
     #[test]
     fn best_effort_pods_skip_the_plugin() {
         let mut state = CycleState::default();
-        let status = BalancedAllocation.pre_score(&mut state, &pod("p").container(&[]).build(), &Snapshot::default(), &[]);
+        let status = BalancedAllocation.pre_score(
+            &mut state,
+            &pod("p").container(&[]).build(),
+            &Snapshot::default(),
+            &[],
+        );
         assert!(status.is_skip());
     }
 
@@ -105,9 +131,14 @@ mod tests {
     fn existing_requests_count_without_defaults() {
         let snapshot = Snapshot::new(
             &[node("a").allocatable("4000m", "10000", "32").build()],
-            &[pod("old").on("a").container(&[]).build(), pod("old2").on("a").container(&[("cpu", "1000m")]).build()],
+            &[
+                pod("old").on("a").container(&[]).build(),
+                pod("old2").on("a").container(&[("cpu", "1000m")]).build(),
+            ],
         );
-        let p = pod("p").container(&[("cpu", "1000m"), ("memory", "5000")]).build();
+        let p = pod("p")
+            .container(&[("cpu", "1000m"), ("memory", "5000")])
+            .build();
         let mut state = CycleState::default();
         BalancedAllocation.pre_score(&mut state, &p, &snapshot, &[0]);
         // cpu 2000/4000 = 0.5, memory 5000/10000 = 0.5: perfectly balanced.

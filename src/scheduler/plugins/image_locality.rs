@@ -8,7 +8,9 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::scheduler::framework::{CycleState, MAX_NODE_SCORE, Plugin, PreScorePlugin, ScorePlugin, Status};
+use crate::scheduler::framework::{
+    CycleState, MAX_NODE_SCORE, Plugin, PreScorePlugin, ScorePlugin, Status,
+};
 use crate::scheduler::snapshot::{NodeInfo, Snapshot};
 
 use super::names;
@@ -25,7 +27,11 @@ pub const MAX_CONTAINER_THRESHOLD: i64 = 1000 * MB;
 pub fn normalized_image_name(name: &str) -> String {
     // A tag is a colon after the last slash: `registry:5000/app` has a
     // colon, but in the host part. (`None` orders before any position.)
-    if name.rfind(':') <= name.rfind('/') { format!("{name}:latest") } else { name.to_string() }
+    if name.rfind(':') <= name.rfind('/') {
+        format!("{name}:latest")
+    } else {
+        name.to_string()
+    }
 }
 
 /// Maps the sum of scaled image sizes to 0..=100 between the thresholds.
@@ -51,7 +57,12 @@ fn pre_score_state(pod: &Pod, snapshot: &Snapshot) -> PreScoreState {
     let spec = pod.spec.as_ref();
     let containers = spec
         .into_iter()
-        .flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()))
+        .flat_map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(s.containers.iter())
+        })
         .collect::<Vec<_>>();
     let images = containers
         .iter()
@@ -62,7 +73,10 @@ fn pre_score_state(pod: &Pod, snapshot: &Snapshot) -> PreScoreState {
             (name, spread)
         })
         .collect();
-    PreScoreState { images, num_containers: containers.len() }
+    PreScoreState {
+        images,
+        num_containers: containers.len(),
+    }
 }
 
 impl Plugin for ImageLocality {
@@ -72,7 +86,13 @@ impl Plugin for ImageLocality {
 }
 
 impl PreScorePlugin for ImageLocality {
-    fn pre_score(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot, _feasible_nodes: &[usize]) -> Status {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        snapshot: &Snapshot,
+        _feasible_nodes: &[usize],
+    ) -> Status {
         state.write(PRE_SCORE_STATE_KEY, pre_score_state(pod, snapshot));
         Status::success()
     }
@@ -88,7 +108,12 @@ impl ScorePlugin for ImageLocality {
         let sum: i64 = s
             .images
             .iter()
-            .filter_map(|(name, spread)| node_info.image_sizes.get(name).map(|size| (*size as f64 * spread) as i64))
+            .filter_map(|(name, spread)| {
+                node_info
+                    .image_sizes
+                    .get(name)
+                    .map(|size| (*size as f64 * spread) as i64)
+            })
             .sum();
         calculate_priority(sum, s.num_containers)
     }
@@ -102,9 +127,15 @@ mod tests {
     #[test]
     fn image_names_are_completed_with_latest() {
         assert_eq!(normalized_image_name("root"), "root:latest");
-        assert_eq!(normalized_image_name("gcr.io:5000/root"), "gcr.io:5000/root:latest");
+        assert_eq!(
+            normalized_image_name("gcr.io:5000/root"),
+            "gcr.io:5000/root:latest"
+        );
         assert_eq!(normalized_image_name("root:tag"), "root:tag");
-        assert_eq!(normalized_image_name("gcr.io:5000/root:tag"), "gcr.io:5000/root:tag");
+        assert_eq!(
+            normalized_image_name("gcr.io:5000/root:tag"),
+            "gcr.io:5000/root:tag"
+        );
         assert_eq!(normalized_image_name("root@sha256:abc"), "root@sha256:abc");
     }
 
@@ -112,7 +143,9 @@ mod tests {
         let snapshot = Snapshot::new(nodes, &[]);
         let mut state = CycleState::default();
         ImageLocality.pre_score(&mut state, p, &snapshot, &[]);
-        (0..snapshot.len()).map(|i| ImageLocality.score(&state, p, &snapshot[i])).collect()
+        (0..snapshot.len())
+            .map(|i| ImageLocality.score(&state, p, &snapshot[i]))
+            .collect()
     }
 
     #[test]
@@ -145,7 +178,11 @@ mod tests {
         ];
         assert_eq!(scores(&p, &nodes), [59, 59, 59]);
         // On one node of three: 200 MiB effective.
-        let nodes = [node("a").image(&["big:1"], 600 * MB).build(), node("b").build(), node("c").build()];
+        let nodes = [
+            node("a").image(&["big:1"], 600 * MB).build(),
+            node("b").build(),
+            node("c").build(),
+        ];
         assert_eq!(scores(&p, &nodes), [18, 0, 0]);
     }
 
@@ -155,6 +192,10 @@ mod tests {
         assert_eq!(calculate_priority(MIN_THRESHOLD, 1), 0);
         assert_eq!(calculate_priority(MAX_CONTAINER_THRESHOLD, 1), 100);
         assert_eq!(calculate_priority(5 * MAX_CONTAINER_THRESHOLD, 2), 100);
-        assert_eq!(calculate_priority(170 * MB, 0), 15, "a pod without containers scores as one");
+        assert_eq!(
+            calculate_priority(170 * MB, 0),
+            15,
+            "a pod without containers scores as one"
+        );
     }
 }

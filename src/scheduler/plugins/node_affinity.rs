@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod};
 
 use crate::scheduler::framework::{
-    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status,
-    default_normalize_score,
+    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin, PreFilterPlugin, PreScorePlugin,
+    ScorePlugin, Status, default_normalize_score,
 };
 use crate::scheduler::labels::Labels;
 use crate::scheduler::snapshot::{NodeInfo, Snapshot, node_labels, node_name};
@@ -57,7 +57,10 @@ impl LabelRequirement {
             "Lt" => LabelOp::Lt(single_int()?),
             _ => return None,
         };
-        Some(LabelRequirement { key: req.key.clone(), op })
+        Some(LabelRequirement {
+            key: req.key.clone(),
+            op,
+        })
     }
 
     fn matches(&self, labels: &Labels) -> bool {
@@ -68,8 +71,12 @@ impl LabelRequirement {
             LabelOp::Exists => value.is_some(),
             LabelOp::DoesNotExist => value.is_none(),
             // A label that is not an integer satisfies neither comparison.
-            LabelOp::Gt(bound) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *bound),
-            LabelOp::Lt(bound) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *bound),
+            LabelOp::Gt(bound) => value
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v > *bound),
+            LabelOp::Lt(bound) => value
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v < *bound),
         }
     }
 }
@@ -120,7 +127,12 @@ impl CompiledTerm {
             .flatten()
             .map(LabelRequirement::compile)
             .collect::<Option<Vec<_>>>()?;
-        let fields = term.match_fields.iter().flatten().map(NameRequirement::compile).collect::<Option<Vec<_>>>()?;
+        let fields = term
+            .match_fields
+            .iter()
+            .flatten()
+            .map(NameRequirement::compile)
+            .collect::<Option<Vec<_>>>()?;
         if labels.is_empty() && fields.is_empty() {
             return None;
         }
@@ -129,7 +141,8 @@ impl CompiledTerm {
 
     pub fn matches(&self, node: &Node) -> bool {
         let labels = node_labels(node);
-        self.labels.iter().all(|r| r.matches(labels)) && self.fields.iter().all(|r| r.matches(node_name(node)))
+        self.labels.iter().all(|r| r.matches(labels))
+            && self.fields.iter().all(|r| r.matches(node_name(node)))
     }
 }
 
@@ -145,13 +158,26 @@ pub struct RequiredNodeAffinity {
 impl RequiredNodeAffinity {
     pub fn from_pod(pod: &Pod) -> RequiredNodeAffinity {
         let spec = pod.spec.as_ref();
-        let node_selector = spec.and_then(|s| s.node_selector.clone()).filter(|s| !s.is_empty());
+        let node_selector = spec
+            .and_then(|s| s.node_selector.clone())
+            .filter(|s| !s.is_empty());
         let required_terms = spec
             .and_then(|s| s.affinity.as_ref())
             .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref())
-            .map(|sel| sel.node_selector_terms.iter().filter_map(CompiledTerm::compile).collect());
-        RequiredNodeAffinity { node_selector, required_terms }
+            .and_then(|na| {
+                na.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .map(|sel| {
+                sel.node_selector_terms
+                    .iter()
+                    .filter_map(CompiledTerm::compile)
+                    .collect()
+            });
+        RequiredNodeAffinity {
+            node_selector,
+            required_terms,
+        }
     }
 
     /// True when the pod places no node constraint at all.
@@ -179,7 +205,10 @@ fn preferred_terms(pod: &Pod) -> Vec<(i64, CompiledTerm)> {
         .as_ref()
         .and_then(|s| s.affinity.as_ref())
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|na| {
+            na.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .into_iter()
         .flatten()
         .filter(|t| t.weight != 0)
@@ -232,7 +261,13 @@ impl FilterPlugin for NodeAffinity {
 }
 
 impl PreScorePlugin for NodeAffinity {
-    fn pre_score(&self, state: &mut CycleState, pod: &Pod, _snapshot: &Snapshot, _feasible_nodes: &[usize]) -> Status {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        _snapshot: &Snapshot,
+        _feasible_nodes: &[usize],
+    ) -> Status {
         let preferred = preferred_terms(pod);
         if preferred.is_empty() {
             return Status::skip();
@@ -254,7 +289,11 @@ impl ScorePlugin for NodeAffinity {
                 &computed
             }
         };
-        preferred.iter().filter(|(_, term)| term.matches(&node_info.node)).map(|(w, _)| w).sum()
+        preferred
+            .iter()
+            .filter(|(_, term)| term.matches(&node_info.node))
+            .map(|(w, _)| w)
+            .sum()
     }
 
     fn normalize_score(&self, _state: &CycleState, _pod: &Pod, scores: &mut [NodeScore]) {
@@ -268,29 +307,90 @@ mod tests {
     use crate::scheduler::testing::{node, pod, term};
 
     fn fits(p: &Pod, n: Node) -> bool {
-        NodeAffinity.filter(&CycleState::default(), p, &NodeInfo::new(n)).is_success()
+        NodeAffinity
+            .filter(&CycleState::default(), p, &NodeInfo::new(n))
+            .is_success()
     }
 
     #[test]
     fn operators() {
         let n = || node("n").label("zone", "a").label("gen", "5").build();
-        assert!(fits(&pod("p").required_terms(vec![term(&[("zone", "In", &["a", "b"])])]).build(), n()));
-        assert!(!fits(&pod("p").required_terms(vec![term(&[("zone", "NotIn", &["a"])])]).build(), n()));
-        assert!(fits(&pod("p").required_terms(vec![term(&[("missing", "NotIn", &["a"])])]).build(), n()));
-        assert!(fits(&pod("p").required_terms(vec![term(&[("zone", "Exists", &[])])]).build(), n()));
-        assert!(fits(&pod("p").required_terms(vec![term(&[("missing", "DoesNotExist", &[])])]).build(), n()));
-        assert!(fits(&pod("p").required_terms(vec![term(&[("gen", "Gt", &["4"])])]).build(), n()));
-        assert!(!fits(&pod("p").required_terms(vec![term(&[("gen", "Gt", &["5"])])]).build(), n()));
-        assert!(fits(&pod("p").required_terms(vec![term(&[("gen", "Lt", &["6"])])]).build(), n()));
-        assert!(!fits(&pod("p").required_terms(vec![term(&[("zone", "Lt", &["6"])])]).build(), n()), "not a number");
-        assert!(!fits(&pod("p").required_terms(vec![term(&[("gen", "Gt", &["x"])])]).build(), n()), "bad bound");
+        assert!(fits(
+            &pod("p")
+                .required_terms(vec![term(&[("zone", "In", &["a", "b"])])])
+                .build(),
+            n()
+        ));
+        assert!(!fits(
+            &pod("p")
+                .required_terms(vec![term(&[("zone", "NotIn", &["a"])])])
+                .build(),
+            n()
+        ));
+        assert!(fits(
+            &pod("p")
+                .required_terms(vec![term(&[("missing", "NotIn", &["a"])])])
+                .build(),
+            n()
+        ));
+        assert!(fits(
+            &pod("p")
+                .required_terms(vec![term(&[("zone", "Exists", &[])])])
+                .build(),
+            n()
+        ));
+        assert!(fits(
+            &pod("p")
+                .required_terms(vec![term(&[("missing", "DoesNotExist", &[])])])
+                .build(),
+            n()
+        ));
+        assert!(fits(
+            &pod("p")
+                .required_terms(vec![term(&[("gen", "Gt", &["4"])])])
+                .build(),
+            n()
+        ));
+        assert!(!fits(
+            &pod("p")
+                .required_terms(vec![term(&[("gen", "Gt", &["5"])])])
+                .build(),
+            n()
+        ));
+        assert!(fits(
+            &pod("p")
+                .required_terms(vec![term(&[("gen", "Lt", &["6"])])])
+                .build(),
+            n()
+        ));
+        assert!(
+            !fits(
+                &pod("p")
+                    .required_terms(vec![term(&[("zone", "Lt", &["6"])])])
+                    .build(),
+                n()
+            ),
+            "not a number"
+        );
+        assert!(
+            !fits(
+                &pod("p")
+                    .required_terms(vec![term(&[("gen", "Gt", &["x"])])])
+                    .build(),
+                n()
+            ),
+            "bad bound"
+        );
     }
 
     #[test]
     fn expressions_are_anded_terms_ored() {
         let n = || node("n").label("zone", "a").label("disk", "ssd").build();
         let both = term(&[("zone", "In", &["a"]), ("disk", "In", &["hdd"])]);
-        assert!(!fits(&pod("p").required_terms(vec![both.clone()]).build(), n()));
+        assert!(!fits(
+            &pod("p").required_terms(vec![both.clone()]).build(),
+            n()
+        ));
         let either = vec![both, term(&[("disk", "In", &["ssd"])])];
         assert!(fits(&pod("p").required_terms(either).build(), n()));
     }
@@ -298,18 +398,38 @@ mod tests {
     #[test]
     fn empty_or_malformed_terms_match_nothing() {
         let n = || node("n").label("zone", "a").build();
-        assert!(!fits(&pod("p").required_terms(vec![NodeSelectorTerm::default()]).build(), n()));
+        assert!(!fits(
+            &pod("p")
+                .required_terms(vec![NodeSelectorTerm::default()])
+                .build(),
+            n()
+        ));
         assert!(!fits(&pod("p").required_terms(vec![]).build(), n()));
-        assert!(!fits(&pod("p").required_terms(vec![term(&[("zone", "In", &[])])]).build(), n()));
-        assert!(!fits(&pod("p").required_terms(vec![term(&[("zone", "Near", &["a"])])]).build(), n()));
+        assert!(!fits(
+            &pod("p")
+                .required_terms(vec![term(&[("zone", "In", &[])])])
+                .build(),
+            n()
+        ));
+        assert!(!fits(
+            &pod("p")
+                .required_terms(vec![term(&[("zone", "Near", &["a"])])])
+                .build(),
+            n()
+        ));
     }
 
     #[test]
     fn node_selector_and_affinity_must_both_hold() {
         let n = || node("n").label("zone", "a").label("disk", "ssd").build();
-        let p = pod("p").node_selector(&[("disk", "ssd")]).required_terms(vec![term(&[("zone", "In", &["b"])])]);
+        let p = pod("p")
+            .node_selector(&[("disk", "ssd")])
+            .required_terms(vec![term(&[("zone", "In", &["b"])])]);
         assert!(!fits(&p.build(), n()));
-        assert!(fits(&pod("p").node_selector(&[("disk", "ssd")]).build(), n()));
+        assert!(fits(
+            &pod("p").node_selector(&[("disk", "ssd")]).build(),
+            n()
+        ));
     }
 
     #[test]
@@ -330,7 +450,11 @@ mod tests {
     #[test]
     fn pods_without_constraints_skip_the_filter() {
         let mut state = CycleState::default();
-        assert!(NodeAffinity.pre_filter(&mut state, &pod("p").build(), &Snapshot::default()).is_skip());
+        assert!(
+            NodeAffinity
+                .pre_filter(&mut state, &pod("p").build(), &Snapshot::default())
+                .is_skip()
+        );
     }
 
     #[test]
@@ -347,12 +471,25 @@ mod tests {
         ];
         let snapshot = Snapshot::new(&nodes, &[]);
         let mut state = CycleState::default();
-        assert!(NodeAffinity.pre_score(&mut state, &p, &snapshot, &[0, 1, 2]).is_success());
+        assert!(
+            NodeAffinity
+                .pre_score(&mut state, &p, &snapshot, &[0, 1, 2])
+                .is_success()
+        );
         let mut scores: Vec<NodeScore> = (0..3)
-            .map(|i| NodeScore { node_index: i, score: NodeAffinity.score(&state, &p, &snapshot[i]) })
+            .map(|i| NodeScore {
+                node_index: i,
+                score: NodeAffinity.score(&state, &p, &snapshot[i]),
+            })
             .collect();
-        assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), [8, 5, 0]);
+        assert_eq!(
+            scores.iter().map(|s| s.score).collect::<Vec<_>>(),
+            [8, 5, 0]
+        );
         NodeAffinity.normalize_score(&state, &p, &mut scores);
-        assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), [100, 62, 0]);
+        assert_eq!(
+            scores.iter().map(|s| s.score).collect::<Vec<_>>(),
+            [100, 62, 0]
+        );
     }
 }

@@ -22,7 +22,9 @@ impl Plugin for NodeName {
 impl FilterPlugin for NodeName {
     fn filter(&self, _state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> Status {
         match assigned_node(pod) {
-            Some(wanted) if wanted != node_info.name() => Status::unschedulable_and_unresolvable(ERR_REASON_NODE_NAME),
+            Some(wanted) if wanted != node_info.name() => {
+                Status::unschedulable_and_unresolvable(ERR_REASON_NODE_NAME)
+            }
             _ => Status::success(),
         }
     }
@@ -36,7 +38,15 @@ mod tests {
     #[test]
     fn pods_without_node_name_fit_anywhere() {
         let n = NodeInfo::new(node("a").build());
-        assert!(NodeName.filter(&CycleState::default(), &pod("p").build(), &n).is_success());
-        assert!(NodeName.filter(&CycleState::default(), &pod("p").on("a").build(), &n).is_success());
+        assert!(
+            NodeName
+                .filter(&CycleState::default(), &pod("p").build(), &n)
+                .is_success()
+        );
+        assert!(
+            NodeName
+                .filter(&CycleState::default(), &pod("p").on("a").build(), &n)
+                .is_success()
+        );
     }
 }

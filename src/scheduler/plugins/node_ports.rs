@@ -8,7 +8,8 @@ use crate::scheduler::snapshot::{HostPort, NodeInfo, Snapshot, pod_host_ports};
 
 use super::names;
 
-pub const ERR_REASON_NODE_PORTS: &str = "node(s) didn't have free ports for the requested pod ports";
+pub const ERR_REASON_NODE_PORTS: &str =
+    "node(s) didn't have free ports for the requested pod ports";
 
 const PRE_FILTER_STATE_KEY: &str = "PreFilterNodePorts";
 
@@ -45,7 +46,10 @@ impl FilterPlugin for NodePorts {
                 &computed
             }
         };
-        if wanted.iter().any(|p| node_info.used_ports.conflicts_with(p)) {
+        if wanted
+            .iter()
+            .any(|p| node_info.used_ports.conflicts_with(p))
+        {
             // Resolvable: evicting the pod holding the port frees it.
             Status::unschedulable(ERR_REASON_NODE_PORTS)
         } else {
@@ -78,7 +82,10 @@ mod tests {
 
     #[test]
     fn conflicts() {
-        assert_eq!(run(&[("TCP", "", 80)], &[("TCP", "", 80)]).code(), Code::Unschedulable);
+        assert_eq!(
+            run(&[("TCP", "", 80)], &[("TCP", "", 80)]).code(),
+            Code::Unschedulable
+        );
         assert!(run(&[("TCP", "", 80)], &[("TCP", "", 81)]).is_success());
         assert!(run(&[("TCP", "10.0.0.1", 80)], &[("TCP", "10.0.0.2", 80)]).is_success());
         assert!(!run(&[("TCP", "10.0.0.1", 80)], &[("TCP", "10.0.0.1", 80)]).is_success());

@@ -6,11 +6,12 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::scheduler::framework::{
-    CycleState, FilterPlugin, MAX_NODE_SCORE, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, ScoringStrategy,
-    ScoringStrategyType, Status,
+    Code, CycleState, FilterPlugin, MAX_NODE_SCORE, Plugin, PreFilterPlugin, PreScorePlugin,
+    ScorePlugin, ScoringStrategy, ScoringStrategyType, Status,
 };
 use crate::scheduler::resource::{
-    RESOURCE_CPU, RESOURCE_EPHEMERAL_STORAGE, RESOURCE_MEMORY, Resource, is_scalar_resource_name, pod_requests,
+    RESOURCE_CPU, RESOURCE_EPHEMERAL_STORAGE, RESOURCE_MEMORY, Resource, is_scalar_resource_name,
+    pod_requests,
 };
 use crate::scheduler::snapshot::{NodeInfo, Snapshot};
 
@@ -22,7 +23,7 @@ pub const REASON_TOO_MANY_PODS: &str = "Too many pods";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InsufficientResource {
     pub resource_name: String,
-    /// "Too many pods" or "Insufficient <name>".
+    /// `Too many pods` or `Insufficient <name>`.
     pub reason: String,
     pub requested: i64,
     pub used: i64,
@@ -65,9 +66,24 @@ pub fn fits_request(pod_request: &Resource, node_info: &NodeInfo) -> Vec<Insuffi
     }
     let (alloc, used) = (&node_info.allocatable, &node_info.requested);
     for (name, requested, allocatable, in_use) in [
-        (RESOURCE_CPU, pod_request.milli_cpu, alloc.milli_cpu, used.milli_cpu),
-        (RESOURCE_MEMORY, pod_request.memory, alloc.memory, used.memory),
-        (RESOURCE_EPHEMERAL_STORAGE, pod_request.ephemeral_storage, alloc.ephemeral_storage, used.ephemeral_storage),
+        (
+            RESOURCE_CPU,
+            pod_request.milli_cpu,
+            alloc.milli_cpu,
+            used.milli_cpu,
+        ),
+        (
+            RESOURCE_MEMORY,
+            pod_request.memory,
+            alloc.memory,
+            used.memory,
+        ),
+        (
+            RESOURCE_EPHEMERAL_STORAGE,
+            pod_request.ephemeral_storage,
+            alloc.ephemeral_storage,
+            used.ephemeral_storage,
+        ),
     ] {
         if requested > 0 && requested > allocatable - in_use {
             short.push(insufficient(name, requested, in_use, allocatable));
@@ -131,7 +147,12 @@ impl Plugin for NodeResourcesFit {
 
 impl PreFilterPlugin for NodeResourcesFit {
     fn pre_filter(&self, state: &mut CycleState, pod: &Pod, _snapshot: &Snapshot) -> Status {
-        state.write(PRE_FILTER_STATE_KEY, PreFilterState { request: pod_requests(pod, false) });
+        state.write(
+            PRE_FILTER_STATE_KEY,
+            PreFilterState {
+                request: pod_requests(pod, false),
+            },
+        );
         Status::success()
     }
 }
@@ -151,17 +172,28 @@ impl FilterPlugin for NodeResourcesFit {
             return Status::success();
         }
         let code = if short.iter().any(|r| r.unresolvable) {
-            crate::scheduler::framework::Code::UnschedulableAndUnresolvable
+            Code::UnschedulableAndUnresolvable
         } else {
-            crate::scheduler::framework::Code::Unschedulable
+            Code::Unschedulable
         };
         Status::new(code, short.into_iter().map(|r| r.reason).collect())
     }
 }
 
 impl PreScorePlugin for NodeResourcesFit {
-    fn pre_score(&self, state: &mut CycleState, pod: &Pod, _snapshot: &Snapshot, _feasible_nodes: &[usize]) -> Status {
-        state.write(PRE_SCORE_STATE_KEY, PreScoreState { request: pod_requests(pod, true) });
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        _snapshot: &Snapshot,
+        _feasible_nodes: &[usize],
+    ) -> Status {
+        state.write(
+            PRE_SCORE_STATE_KEY,
+            PreScoreState {
+                request: pod_requests(pod, true),
+            },
+        );
         Status::success()
     }
 }
@@ -193,20 +225,26 @@ impl ScorePlugin for NodeResourcesFit {
             }
             let requested = node_info.non_zero_requested.get(&spec.name) + pod_request;
             let score = match self.strategy.type_ {
-                ScoringStrategyType::LeastAllocated => least_requested_score(requested, allocatable),
+                ScoringStrategyType::LeastAllocated => {
+                    least_requested_score(requested, allocatable)
+                }
                 ScoringStrategyType::MostAllocated => most_requested_score(requested, allocatable),
             };
             node_score += score * spec.weight;
             weight_sum += spec.weight;
         }
-        if weight_sum == 0 { 0 } else { node_score / weight_sum }
+        if weight_sum == 0 {
+            0
+        } else {
+            node_score / weight_sum
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::framework::{Code, ResourceSpec};
+    use crate::scheduler::framework::ResourceSpec;
     use crate::scheduler::testing::{node, pod};
 
     fn filter(nodes: &[k8s_openapi::api::core::v1::Node], pods: &[Pod], p: &Pod) -> Status {
@@ -219,12 +257,29 @@ mod tests {
 
     #[test]
     fn every_failing_resource_is_reported() {
-        let n = node("a").allocatable("10m", "20", "1").alloc("example.com/gpu", "1").build();
+        let n = node("a")
+            .allocatable("10m", "20", "1")
+            .alloc("example.com/gpu", "1")
+            .build();
         let used = pod("old").on("a").container(&[("cpu", "5m")]).build();
-        let p = pod("p").container(&[("cpu", "6m"), ("memory", "30"), ("example.com/gpu", "2")]).build();
+        let p = pod("p")
+            .container(&[("cpu", "6m"), ("memory", "30"), ("example.com/gpu", "2")])
+            .build();
         let s = filter(&[n], &[used], &p);
-        assert_eq!(s.reasons(), ["Too many pods", "Insufficient cpu", "Insufficient memory", "Insufficient example.com/gpu"]);
-        assert_eq!(s.code(), Code::UnschedulableAndUnresolvable, "memory and gpu exceed the whole node");
+        assert_eq!(
+            s.reasons(),
+            [
+                "Too many pods",
+                "Insufficient cpu",
+                "Insufficient memory",
+                "Insufficient example.com/gpu"
+            ]
+        );
+        assert_eq!(
+            s.code(),
+            Code::UnschedulableAndUnresolvable,
+            "memory and gpu exceed the whole node"
+        );
     }
 
     #[test]
@@ -239,7 +294,11 @@ mod tests {
     #[test]
     fn extended_resource_missing_on_node() {
         let n = node("a").allocatable("1", "1Gi", "32").build();
-        let s = filter(&[n], &[], &pod("p").container(&[("example.com/foo", "1")]).build());
+        let s = filter(
+            &[n],
+            &[],
+            &pod("p").container(&[("example.com/foo", "1")]).build(),
+        );
         assert_eq!(s.reasons(), ["Insufficient example.com/foo"]);
     }
 
@@ -248,17 +307,36 @@ mod tests {
         // Node already over-committed on cpu; the pod asks only for memory.
         let n = node("a").allocatable("1m", "100", "32").build();
         let used = pod("old").on("a").container(&[("cpu", "2m")]).build();
-        assert!(filter(&[n], &[used], &pod("p").container(&[("memory", "10")]).build()).is_success());
+        assert!(
+            filter(
+                &[n],
+                &[used],
+                &pod("p").container(&[("memory", "10")]).build()
+            )
+            .is_success()
+        );
     }
 
     #[test]
     fn ephemeral_storage() {
-        let n = node("a").allocatable("1", "1Gi", "32").alloc("ephemeral-storage", "1Gi").build();
-        let s = filter(&[n], &[], &pod("p").container(&[("ephemeral-storage", "2Gi")]).build());
+        let n = node("a")
+            .allocatable("1", "1Gi", "32")
+            .alloc("ephemeral-storage", "1Gi")
+            .build();
+        let s = filter(
+            &[n],
+            &[],
+            &pod("p").container(&[("ephemeral-storage", "2Gi")]).build(),
+        );
         assert_eq!(s.reasons(), ["Insufficient ephemeral-storage"]);
     }
 
-    fn score(strategy: ScoringStrategy, n: k8s_openapi::api::core::v1::Node, pods: &[Pod], p: &Pod) -> i64 {
+    fn score(
+        strategy: ScoringStrategy,
+        n: k8s_openapi::api::core::v1::Node,
+        pods: &[Pod],
+        p: &Pod,
+    ) -> i64 {
         let snapshot = Snapshot::new(&[n], pods);
         let fit = NodeResourcesFit::new(strategy);
         let mut state = CycleState::default();
@@ -268,13 +346,37 @@ mod tests {
 
     #[test]
     fn most_allocated() {
-        let most = ScoringStrategy { type_: ScoringStrategyType::MostAllocated, ..Default::default() };
-        let p = pod("p").container(&[("cpu", "3000m"), ("memory", "5000")]).build();
+        let most = ScoringStrategy {
+            type_: ScoringStrategyType::MostAllocated,
+            ..Default::default()
+        };
+        let p = pod("p")
+            .container(&[("cpu", "3000m"), ("memory", "5000")])
+            .build();
         // cpu 3000/4000 = 75, memory 5000/10000 = 50 -> 62.
-        assert_eq!(score(most.clone(), node("a").allocatable("4000m", "10000", "32").build(), &[], &p), 62);
+        assert_eq!(
+            score(
+                most.clone(),
+                node("a").allocatable("4000m", "10000", "32").build(),
+                &[],
+                &p
+            ),
+            62
+        );
         // Over-committed resources count as full, not more.
-        let used = pod("old").on("a").container(&[("cpu", "4000m"), ("memory", "10000")]).build();
-        assert_eq!(score(most, node("a").allocatable("4000m", "10000", "32").build(), &[used], &p), 100);
+        let used = pod("old")
+            .on("a")
+            .container(&[("cpu", "4000m"), ("memory", "10000")])
+            .build();
+        assert_eq!(
+            score(
+                most,
+                node("a").allocatable("4000m", "10000", "32").build(),
+                &[used],
+                &p
+            ),
+            100
+        );
     }
 
     #[test]
@@ -282,25 +384,68 @@ mod tests {
         // Best-effort pod counts as 100m / 200Mi: cpu (1000-100)/1000 = 90,
         // memory (1Gi-200Mi)/1Gi = 80 -> 85.
         let p = pod("p").container(&[]).build();
-        assert_eq!(score(ScoringStrategy::default(), node("a").allocatable("1", "1Gi", "32").build(), &[], &p), 85);
+        assert_eq!(
+            score(
+                ScoringStrategy::default(),
+                node("a").allocatable("1", "1Gi", "32").build(),
+                &[],
+                &p
+            ),
+            85
+        );
         // An existing best-effort pod counts the same way.
         let old = pod("old").on("a").container(&[]).build();
-        assert_eq!(score(ScoringStrategy::default(), node("a").allocatable("1", "1Gi", "32").build(), &[old], &p), 70);
+        assert_eq!(
+            score(
+                ScoringStrategy::default(),
+                node("a").allocatable("1", "1Gi", "32").build(),
+                &[old],
+                &p
+            ),
+            70
+        );
     }
 
     #[test]
     fn least_allocated_over_capacity_scores_zero_and_weights_apply() {
-        let p = pod("p").container(&[("cpu", "2"), ("memory", "512Mi")]).build();
-        assert_eq!(score(ScoringStrategy::default(), node("a").allocatable("1", "1Gi", "32").build(), &[], &p), 25);
+        let p = pod("p")
+            .container(&[("cpu", "2"), ("memory", "512Mi")])
+            .build();
+        assert_eq!(
+            score(
+                ScoringStrategy::default(),
+                node("a").allocatable("1", "1Gi", "32").build(),
+                &[],
+                &p
+            ),
+            25
+        );
         let weighted = ScoringStrategy {
             type_: ScoringStrategyType::LeastAllocated,
             resources: vec![
-                ResourceSpec { name: "cpu".into(), weight: 1 },
-                ResourceSpec { name: "memory".into(), weight: 3 },
-                ResourceSpec { name: "example.com/gpu".into(), weight: 5 },
+                ResourceSpec {
+                    name: "cpu".into(),
+                    weight: 1,
+                },
+                ResourceSpec {
+                    name: "memory".into(),
+                    weight: 3,
+                },
+                ResourceSpec {
+                    name: "example.com/gpu".into(),
+                    weight: 5,
+                },
             ],
         };
         // (0*1 + 50*3) / 4 = 37; the gpu is skipped, the pod asks for none.
-        assert_eq!(score(weighted, node("a").allocatable("1", "1Gi", "32").build(), &[], &p), 37);
+        assert_eq!(
+            score(
+                weighted,
+                node("a").allocatable("1", "1Gi", "32").build(),
+                &[],
+                &p
+            ),
+            37
+        );
     }
 }

@@ -23,7 +23,12 @@ impl Plugin for NodeUnschedulable {
 
 impl FilterPlugin for NodeUnschedulable {
     fn filter(&self, _state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> Status {
-        let cordoned = node_info.node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+        let cordoned = node_info
+            .node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false);
         if !cordoned {
             return Status::success();
         }
@@ -51,15 +56,36 @@ mod tests {
     #[test]
     fn schedulable_nodes_pass() {
         let n = NodeInfo::new(node("a").build());
-        assert!(NodeUnschedulable.filter(&CycleState::default(), &pod("p").build(), &n).is_success());
+        assert!(
+            NodeUnschedulable
+                .filter(&CycleState::default(), &pod("p").build(), &n)
+                .is_success()
+        );
     }
 
     #[test]
     fn toleration_with_exists_and_any_effect_passes() {
         let n = NodeInfo::new(node("a").unschedulable().build());
-        let p = pod("p").toleration(toleration(TAINT_NODE_UNSCHEDULABLE, "Exists", "", "")).build();
-        assert!(NodeUnschedulable.filter(&CycleState::default(), &p, &n).is_success());
-        let p = pod("p").toleration(toleration(TAINT_NODE_UNSCHEDULABLE, "Exists", "", "NoExecute")).build();
-        assert!(!NodeUnschedulable.filter(&CycleState::default(), &p, &n).is_success());
+        let p = pod("p")
+            .toleration(toleration(TAINT_NODE_UNSCHEDULABLE, "Exists", "", ""))
+            .build();
+        assert!(
+            NodeUnschedulable
+                .filter(&CycleState::default(), &p, &n)
+                .is_success()
+        );
+        let p = pod("p")
+            .toleration(toleration(
+                TAINT_NODE_UNSCHEDULABLE,
+                "Exists",
+                "",
+                "NoExecute",
+            ))
+            .build();
+        assert!(
+            !NodeUnschedulable
+                .filter(&CycleState::default(), &p, &n)
+                .is_success()
+        );
     }
 }

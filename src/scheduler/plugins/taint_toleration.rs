@@ -4,8 +4,8 @@
 use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
 
 use crate::scheduler::framework::{
-    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin, PreScorePlugin, ScorePlugin, Status,
-    default_normalize_score,
+    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin, PreScorePlugin, ScorePlugin,
+    Status, default_normalize_score,
 };
 use crate::scheduler::snapshot::{NodeInfo, Snapshot};
 
@@ -30,22 +30,34 @@ pub fn toleration_tolerates_taint(toleration: &Toleration, taint: &Taint) -> boo
         return false;
     }
     match toleration.operator.as_deref().unwrap_or("") {
-        "" | "Equal" => toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        "" | "Equal" => {
+            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
         "Exists" => true,
         _ => false,
     }
 }
 
 pub fn tolerations_tolerate_taint(tolerations: &[Toleration], taint: &Taint) -> bool {
-    tolerations.iter().any(|t| toleration_tolerates_taint(t, taint))
+    tolerations
+        .iter()
+        .any(|t| toleration_tolerates_taint(t, taint))
 }
 
 pub(crate) fn pod_tolerations(pod: &Pod) -> &[Toleration] {
-    pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[])
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or(&[])
 }
 
 pub(crate) fn node_taints(node_info: &NodeInfo) -> &[Taint] {
-    node_info.node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[])
+    node_info
+        .node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_deref())
+        .unwrap_or(&[])
 }
 
 /// Taints that keep pods off a node (as opposed to PreferNoSchedule).
@@ -60,11 +72,18 @@ pub fn find_matching_untolerated_taint<'a>(
     tolerations: &[Toleration],
     relevant: impl Fn(&Taint) -> bool,
 ) -> Option<&'a Taint> {
-    taints.iter().filter(|t| relevant(t)).find(|t| !tolerations_tolerate_taint(tolerations, t))
+    taints
+        .iter()
+        .filter(|t| relevant(t))
+        .find(|t| !tolerations_tolerate_taint(tolerations, t))
 }
 
 pub fn untolerated_taint_reason(taint: &Taint) -> String {
-    format!("node(s) had untolerated taint {{{}: {}}}", taint.key, taint.value.as_deref().unwrap_or(""))
+    format!(
+        "node(s) had untolerated taint {{{}: {}}}",
+        taint.key,
+        taint.value.as_deref().unwrap_or("")
+    )
 }
 
 pub struct TaintToleration;
@@ -84,7 +103,11 @@ impl Plugin for TaintToleration {
 
 impl FilterPlugin for TaintToleration {
     fn filter(&self, _state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> Status {
-        match find_matching_untolerated_taint(node_taints(node_info), pod_tolerations(pod), is_do_not_schedule_taint) {
+        match find_matching_untolerated_taint(
+            node_taints(node_info),
+            pod_tolerations(pod),
+            is_do_not_schedule_taint,
+        ) {
             // Tolerations are part of the pod spec and taints belong to the
             // node: evicting other pods cannot change either.
             Some(taint) => Status::unschedulable_and_unresolvable(untolerated_taint_reason(taint)),
@@ -94,13 +117,29 @@ impl FilterPlugin for TaintToleration {
 }
 
 impl PreScorePlugin for TaintToleration {
-    fn pre_score(&self, state: &mut CycleState, pod: &Pod, _snapshot: &Snapshot, _feasible_nodes: &[usize]) -> Status {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        _snapshot: &Snapshot,
+        _feasible_nodes: &[usize],
+    ) -> Status {
         let tolerations_prefer_no_schedule = pod_tolerations(pod)
             .iter()
-            .filter(|t| matches!(t.effect.as_deref(), None | Some("") | Some(EFFECT_PREFER_NO_SCHEDULE)))
+            .filter(|t| {
+                matches!(
+                    t.effect.as_deref(),
+                    None | Some("") | Some(EFFECT_PREFER_NO_SCHEDULE)
+                )
+            })
             .cloned()
             .collect();
-        state.write(PRE_SCORE_STATE_KEY, PreScoreState { tolerations_prefer_no_schedule });
+        state.write(
+            PRE_SCORE_STATE_KEY,
+            PreScoreState {
+                tolerations_prefer_no_schedule,
+            },
+        );
         Status::success()
     }
 }
@@ -119,7 +158,9 @@ impl ScorePlugin for TaintToleration {
         };
         node_taints(node_info)
             .iter()
-            .filter(|t| t.effect == EFFECT_PREFER_NO_SCHEDULE && !tolerations_tolerate_taint(tolerations, t))
+            .filter(|t| {
+                t.effect == EFFECT_PREFER_NO_SCHEDULE && !tolerations_tolerate_taint(tolerations, t)
+            })
             .count() as i64
     }
 
@@ -134,46 +175,98 @@ mod tests {
     use crate::scheduler::testing::{node, pod, toleration};
 
     fn taint(key: &str, value: &str, effect: &str) -> Taint {
-        Taint { key: key.into(), value: Some(value.into()), effect: effect.into(), time_added: None }
+        Taint {
+            key: key.into(),
+            value: Some(value.into()),
+            effect: effect.into(),
+            time_added: None,
+        }
     }
 
     #[test]
     fn toleration_matching() {
         let t = taint("foo", "bar", "NoSchedule");
-        assert!(toleration_tolerates_taint(&toleration("foo", "Equal", "bar", "NoSchedule"), &t));
-        assert!(toleration_tolerates_taint(&toleration("foo", "", "bar", ""), &t), "empty operator is Equal");
-        assert!(toleration_tolerates_taint(&toleration("foo", "Exists", "", ""), &t));
-        assert!(toleration_tolerates_taint(&toleration("", "Exists", "", ""), &t), "tolerates everything");
-        assert!(!toleration_tolerates_taint(&toleration("foo", "Equal", "baz", "NoSchedule"), &t));
-        assert!(!toleration_tolerates_taint(&toleration("other", "Exists", "", ""), &t));
-        assert!(!toleration_tolerates_taint(&toleration("foo", "Exists", "", "NoExecute"), &t));
-        assert!(!toleration_tolerates_taint(&toleration("foo", "Lt", "bar", ""), &t), "unknown operator");
+        assert!(toleration_tolerates_taint(
+            &toleration("foo", "Equal", "bar", "NoSchedule"),
+            &t
+        ));
+        assert!(
+            toleration_tolerates_taint(&toleration("foo", "", "bar", ""), &t),
+            "empty operator is Equal"
+        );
+        assert!(toleration_tolerates_taint(
+            &toleration("foo", "Exists", "", ""),
+            &t
+        ));
+        assert!(
+            toleration_tolerates_taint(&toleration("", "Exists", "", ""), &t),
+            "tolerates everything"
+        );
+        assert!(!toleration_tolerates_taint(
+            &toleration("foo", "Equal", "baz", "NoSchedule"),
+            &t
+        ));
+        assert!(!toleration_tolerates_taint(
+            &toleration("other", "Exists", "", ""),
+            &t
+        ));
+        assert!(!toleration_tolerates_taint(
+            &toleration("foo", "Exists", "", "NoExecute"),
+            &t
+        ));
+        assert!(
+            !toleration_tolerates_taint(&toleration("foo", "Lt", "bar", ""), &t),
+            "unknown operator"
+        );
     }
 
     #[test]
     fn prefer_no_schedule_taints_do_not_filter() {
         let n = NodeInfo::new(node("a").taint("k", "v", "PreferNoSchedule").build());
-        assert!(TaintToleration.filter(&CycleState::default(), &pod("p").build(), &n).is_success());
+        assert!(
+            TaintToleration
+                .filter(&CycleState::default(), &pod("p").build(), &n)
+                .is_success()
+        );
     }
 
     #[test]
     fn first_untolerated_taint_is_reported() {
-        let n = NodeInfo::new(node("a").taint("a", "1", "NoSchedule").taint("b", "", "NoExecute").build());
-        let p = pod("p").toleration(toleration("a", "Equal", "1", "NoSchedule")).build();
+        let n = NodeInfo::new(
+            node("a")
+                .taint("a", "1", "NoSchedule")
+                .taint("b", "", "NoExecute")
+                .build(),
+        );
+        let p = pod("p")
+            .toleration(toleration("a", "Equal", "1", "NoSchedule"))
+            .build();
         let s = TaintToleration.filter(&CycleState::default(), &p, &n);
         assert_eq!(s.reasons(), ["node(s) had untolerated taint {b: }"]);
-        assert_eq!(s.code(), crate::scheduler::framework::Code::UnschedulableAndUnresolvable);
+        assert_eq!(
+            s.code(),
+            crate::scheduler::framework::Code::UnschedulableAndUnresolvable
+        );
     }
 
     #[test]
     fn tolerated_prefer_no_schedule_taints_cost_nothing() {
-        let n = NodeInfo::new(node("a").taint("k", "v", "PreferNoSchedule").taint("j", "w", "PreferNoSchedule").build());
-        let p = pod("p").toleration(toleration("k", "Equal", "v", "PreferNoSchedule")).build();
+        let n = NodeInfo::new(
+            node("a")
+                .taint("k", "v", "PreferNoSchedule")
+                .taint("j", "w", "PreferNoSchedule")
+                .build(),
+        );
+        let p = pod("p")
+            .toleration(toleration("k", "Equal", "v", "PreferNoSchedule"))
+            .build();
         let mut state = CycleState::default();
         TaintToleration.pre_score(&mut state, &p, &Snapshot::default(), &[]);
         assert_eq!(TaintToleration.score(&state, &p, &n), 1);
         // A NoSchedule-only toleration does not help against PreferNoSchedule.
-        let p = pod("p").toleration(toleration("k", "Exists", "", "NoSchedule")).build();
+        let p = pod("p")
+            .toleration(toleration("k", "Exists", "", "NoSchedule"))
+            .build();
         let mut state = CycleState::default();
         TaintToleration.pre_score(&mut state, &p, &Snapshot::default(), &[]);
         assert_eq!(TaintToleration.score(&state, &p, &n), 2);
@@ -181,7 +274,16 @@ mod tests {
 
     #[test]
     fn no_taints_anywhere_scores_all_nodes_100() {
-        let mut scores = vec![NodeScore { node_index: 0, score: 0 }, NodeScore { node_index: 1, score: 0 }];
+        let mut scores = vec![
+            NodeScore {
+                node_index: 0,
+                score: 0,
+            },
+            NodeScore {
+                node_index: 1,
+                score: 0,
+            },
+        ];
         TaintToleration.normalize_score(&CycleState::default(), &pod("p").build(), &mut scores);
         assert!(scores.iter().all(|s| s.score == 100));
     }

@@ -1,0 +1,3 @@
+//! Runtime plumbing shared by the controller and the scheduler.
+
+pub mod events;
