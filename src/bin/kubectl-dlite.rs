@@ -1,0 +1,5 @@
+//! kubectl-dlite (being written; see src/cli).
+fn main() {
+    eprintln!("kubectl-dlite: not written yet");
+    std::process::exit(2);
+}
