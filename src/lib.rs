@@ -5,6 +5,7 @@
 //! planner (pure) and the reconciler that executes its plans.
 
 pub mod api;
+pub mod cli;
 pub mod controller;
 pub mod runtime;
 pub mod telemetry;
