@@ -94,6 +94,10 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(std::time::Duration::from_secs(secs));
     }
+    if s.is_empty() {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    let out_of_range = || format!("invalid duration {s:?}: out of range");
     let mut total = 0u64;
     let mut num = String::new();
     for ch in s.chars() {
@@ -103,12 +107,13 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         }
         let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
         num.clear();
-        total += match ch {
-            's' => n,
-            'm' => n * 60,
-            'h' => n * 3600,
+        let unit = match ch {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
             _ => return Err(format!("invalid duration {s:?}: use a number with s, m or h")),
         };
+        total = n.checked_mul(unit).and_then(|n| total.checked_add(n)).ok_or_else(out_of_range)?;
     }
     if !num.is_empty() {
         return Err(format!("invalid duration {s:?}: missing unit (s, m or h)"));

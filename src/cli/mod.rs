@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::ResourceExt;
 
-use crate::api::{CHANGE_CAUSE_ANNOTATION, DeploymentLite, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION};
+use crate::api::{CHANGE_CAUSE_ANNOTATION, DeploymentLite, REVISION_ANNOTATION};
 use crate::controller::hash::templates_match;
 
 /// How kubectl names the resource in its messages.
@@ -145,7 +145,7 @@ pub fn history_table(name: &str, rses: &[ReplicaSet]) -> String {
 /// `rollout history NAME --revision N`: that revision's pod template.
 pub fn history_revision(name: &str, rses: &[ReplicaSet], revision: i64) -> Result<String, CliError> {
     let h = history(rses);
-    let rs = h.get(&revision).ok_or_else(|| CliError::msg(format!("unable to find the specified revision {revision}")))?;
+    let rs = h.get(&revision).ok_or_else(|| CliError::msg("unable to find the specified revision"))?;
     let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
     let mut out = format!("{RESOURCE}/{name} with revision #{revision}\n");
     out.push_str(&template::describe(&template));
@@ -165,13 +165,14 @@ pub enum UndoPlan {
 
 pub fn plan_undo(dl: &DeploymentLite, rses: &[ReplicaSet], to_revision: i64) -> Result<UndoPlan, CliError> {
     let name = dl.name_any();
+    // kubectl checks the revision first, with its "not found" wording.
+    if to_revision < 0 {
+        return Err(CliError::msg(format!("unable to find specified revision {to_revision} in history")));
+    }
     if dl.spec.paused {
         return Err(CliError::msg(format!(
             "you cannot rollback a paused deployment; resume it first with 'kubectl dlite rollout resume dl/{name}' and try again"
         )));
-    }
-    if to_revision < 0 {
-        return Err(CliError::msg(format!("--to-revision must be 0 or a positive revision, got {to_revision}")));
     }
     let h = history(rses);
     let target = if to_revision == 0 {
@@ -179,7 +180,7 @@ pub fn plan_undo(dl: &DeploymentLite, rses: &[ReplicaSet], to_revision: i64) -> 
         let mut revs: Vec<i64> = h.keys().copied().collect();
         revs.sort_unstable();
         match revs.len() {
-            0 | 1 => return Err(CliError::msg("no rollout history found for the previous revision".to_string())),
+            0 | 1 => return Err(CliError::msg(format!("no rollout history found for deployment \"{name}\""))),
             n => revs[n - 2],
         }
     } else {
@@ -197,17 +198,12 @@ pub fn plan_undo(dl: &DeploymentLite, rses: &[ReplicaSet], to_revision: i64) -> 
     Ok(UndoPlan::RollBack(target))
 }
 
-/// Equal templates ignoring the hash label and defaulted fields.
-fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
-    let strip = |t: &PodTemplateSpec| {
-        let mut t = t.clone();
-        if let Some(l) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
-            l.remove(POD_TEMPLATE_HASH_LABEL);
-        }
-        t
-    };
-    let (a, b) = (strip(a), strip(b));
-    templates_match(&a, &b) || templates_match(&b, &a)
+/// Equal templates ignoring the hash label and the fields the API server
+/// defaulted in the ReplicaSet's copy. One direction only: the ReplicaSet's
+/// template is a superset of the object's, never the reverse, and accepting
+/// the reverse would skip a rollback that removes a field added since.
+fn same_template(current: &PodTemplateSpec, revision: &PodTemplateSpec) -> bool {
+    templates_match(current, revision)
 }
 
 /// `set image`: the new container list. `*` sets every container (and init
@@ -251,7 +247,7 @@ pub fn check_pause(dl: &DeploymentLite, pause: bool) -> Result<(), CliError> {
 pub fn check_restart(dl: &DeploymentLite) -> Result<(), CliError> {
     if dl.spec.paused {
         return Err(CliError::msg(format!(
-            "can't restart paused deployment (run rollout resume first): {RESOURCE}/{}",
+            "{RESOURCE_PLURAL} \"{}\" can't restart paused deployment (run rollout resume first)",
             dl.name_any()
         )));
     }

@@ -69,17 +69,49 @@ pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32
     safe_encode(&fnv1a_32(bytes).to_string())
 }
 
-/// Whether every field set in `want` is set to the same value in `have`.
-/// A real ReplicaSet's template carries fields the API server defaulted
-/// (imagePullPolicy, terminationMessagePath, ...) that the DeploymentLite's
-/// embedded template lacks, so equality is "want is contained in have".
-pub fn contained_in(want: &Value, have: &Value) -> bool {
+/// Fields the API server fills in on a pod template when a ReplicaSet is
+/// stored (pod, container, port, probe and volume defaulting). A real
+/// ReplicaSet's template may carry these where the DeploymentLite's
+/// embedded template (which the API server does not default) has nothing.
+const SERVER_DEFAULTED: &[&str] = &[
+    // PodSpec
+    "restartPolicy",
+    "terminationGracePeriodSeconds",
+    "dnsPolicy",
+    "securityContext",
+    "schedulerName",
+    "serviceAccount",
+    // Container
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "imagePullPolicy",
+    // ContainerPort
+    "protocol",
+    // Probe and handlers
+    "timeoutSeconds",
+    "periodSeconds",
+    "successThreshold",
+    "failureThreshold",
+    "scheme",
+    // ObjectFieldSelector
+    "apiVersion",
+    // volume sources
+    "defaultMode",
+];
+
+/// Whether `want` (a DeploymentLite's template) equals `have` (a stored
+/// ReplicaSet's template) except for fields the API server defaulted: every
+/// field of `want` is in `have` with the same value, and `have` adds only
+/// server-defaulted fields. A field the user removed (an env var, a limit,
+/// an annotation) therefore makes a different template.
+pub fn equal_modulo_defaults(want: &Value, have: &Value) -> bool {
     match (want, have) {
         (Value::Object(w), Value::Object(h)) => {
-            w.iter().all(|(k, wv)| h.get(k).is_some_and(|hv| contained_in(wv, hv)))
+            w.iter().all(|(k, wv)| h.get(k).is_some_and(|hv| equal_modulo_defaults(wv, hv)))
+                && h.keys().all(|k| w.contains_key(k) || SERVER_DEFAULTED.contains(&k.as_str()))
         }
         (Value::Array(w), Value::Array(h)) => {
-            w.len() == h.len() && w.iter().zip(h).all(|(wv, hv)| contained_in(wv, hv))
+            w.len() == h.len() && w.iter().zip(h).all(|(wv, hv)| equal_modulo_defaults(wv, hv))
         }
         (w, h) => w == h,
     }
@@ -87,7 +119,7 @@ pub fn contained_in(want: &Value, have: &Value) -> bool {
 
 /// Semantic template equality ignoring the hash label and defaulted fields.
 pub fn templates_match(dl_template: &PodTemplateSpec, rs_template: &PodTemplateSpec) -> bool {
-    contained_in(&canonical_template(dl_template), &canonical_template(rs_template))
+    equal_modulo_defaults(&canonical_template(dl_template), &canonical_template(rs_template))
 }
 
 #[cfg(test)]
@@ -148,5 +180,21 @@ mod tests {
         assert!(!templates_match(&other, &rs));
         let two = template(json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}, {"name": "d", "image": "i"}]}}));
         assert!(!templates_match(&two, &rs));
+    }
+
+    #[test]
+    fn a_field_removed_by_the_user_is_a_different_template() {
+        let rs = template(json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "1"}},
+            "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "DEBUG", "value": "1"}],
+                                     "resources": {"limits": {"cpu": "1"}}, "imagePullPolicy": "Always"}]}}));
+        let without_env = template(json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "1"}},
+            "spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}}}]}}));
+        let without_annotation = template(json!({"metadata": {"labels": {"app": "x"}},
+            "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "DEBUG", "value": "1"}], "resources": {"limits": {"cpu": "1"}}}]}}));
+        let same = template(json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "1"}},
+            "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "DEBUG", "value": "1"}], "resources": {"limits": {"cpu": "1"}}}]}}));
+        assert!(!templates_match(&without_env, &rs));
+        assert!(!templates_match(&without_annotation, &rs));
+        assert!(templates_match(&same, &rs));
     }
 }

@@ -47,6 +47,15 @@ pub mod reason {
     pub const ROLLBACK_NOT_FOUND: &str = "DeploymentRollbackRevisionNotFound";
     pub const ROLLBACK_UNCHANGED: &str = "DeploymentRollbackTemplateUnchanged";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const AUTO_ROLLBACK: &str = "DeploymentAutoRollback";
+}
+
+/// Set on a ReplicaSet when its rollout first completed (automatic
+/// rollback goes back only to such revisions).
+pub const COMPLETED_ANNOTATION: &str = "dlite.dev/completed-at";
+
+fn to_rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Longest `revision-history` annotation kept; oldest entries go first.
@@ -216,7 +225,12 @@ pub fn plan(input: SyncInput<'_>) -> Plan {
     if dl.spec.paused {
         s.sync_revision_and_new_rs(false);
         s.proportional_scale();
-        s.cleanup_history();
+        // Fix: as upstream (`d.Spec.Paused && getRollbackTo(d) == nil`), no
+        // cleanup while a rollback waits for the resume: it could delete
+        // the very revision to roll back to.
+        if dl.spec.rollback_to.is_none() {
+            s.cleanup_history();
+        }
         return s.finish_status_only();
     }
 
@@ -504,6 +518,13 @@ impl<'a> Sync<'a> {
         if !self.has_progress_deadline() {
             return;
         }
+        // Fix: as upstream's checkPausedConditions, a reported lack of
+        // progress is not overwritten by the paused condition.
+        if get_condition(&self.status.conditions, reason::PROGRESSING)
+            .is_some_and(|c| c.reason.as_deref() == Some(reason::TIMED_OUT))
+        {
+            return;
+        }
         let paused_cond_exists = get_condition(&self.status.conditions, reason::PROGRESSING)
             .is_some_and(|c| c.reason.as_deref() == Some(reason::PAUSED));
         if self.dl.spec.paused && !paused_cond_exists {
@@ -667,6 +688,15 @@ impl<'a> Sync<'a> {
             }
         }
         let found = self.all().find(|r| r.state.revision == target).cloned();
+        // Fix: the target is the current template when it is the new
+        // ReplicaSet (found as section 1 says, ignoring defaulted fields).
+        // The exact comparison below alone never matched a real
+        // ReplicaSet's defaulted template against the user's, so a rollback
+        // to the current revision "succeeded" by copying the defaulted
+        // template into the spec instead of being refused as unchanged.
+        let is_current = found
+            .as_ref()
+            .is_some_and(|r| self.new_rs.as_ref().is_some_and(|n| n.state.name == r.state.name));
         match found.and_then(|r| r.template().map(|t| (t, r.annotations.clone()))) {
             None => {
                 self.event(
@@ -677,7 +707,9 @@ impl<'a> Sync<'a> {
                 self.actions.push(Action::Rollback { template: None, annotations: BTreeMap::new() });
             }
             Some((template, rs_annotations)) => {
-                if templates_match(template, &self.dl.spec.template) && templates_match(&self.dl.spec.template, template)
+                if is_current
+                    || (templates_match(template, &self.dl.spec.template)
+                        && templates_match(&self.dl.spec.template, template))
                 {
                     self.event(
                         EventType::Warning,
@@ -774,7 +806,7 @@ impl<'a> Sync<'a> {
     fn finish_status_only(mut self) -> Plan {
         self.calculate_status();
         let requeue_after = self.requeue_after();
-        Plan { actions: self.actions, status: self.status, requeue_after }
+        Plan { actions: coalesce_rs_writes(self.actions), status: self.status, requeue_after }
     }
 
     /// Section 7 and 10: status plus the Progressing condition and the
@@ -839,9 +871,90 @@ impl<'a> Sync<'a> {
                     self.set_condition(c);
                 }
             }
+            self.mark_completed_revision();
+            self.auto_rollback();
         }
         let requeue_after = self.requeue_after();
-        Plan { actions: self.actions, status: self.status, requeue_after }
+        Plan { actions: coalesce_rs_writes(self.actions), status: self.status, requeue_after }
+    }
+
+    /// Remembers on the new ReplicaSet that its rollout once completed, so
+    /// automatic rollback knows which revisions were good.
+    fn mark_completed_revision(&mut self) {
+        // Judge by the status just computed, not only by the condition: a
+        // rollback re-activating an old ReplicaSet inherits a stale
+        // NewReplicaSetAvailable from the previous rollout.
+        let st = &self.status;
+        let complete = get_condition(&st.conditions, reason::PROGRESSING)
+            .is_some_and(|c| c.reason.as_deref() == Some(reason::NEW_RS_AVAILABLE))
+            && progress::is_complete(self.replicas, st.updated_replicas, st.replicas, st.available_replicas, true);
+        let Some(new_rs) = &self.new_rs else { return };
+        if !complete || new_rs.obj.is_none() || new_rs.annotations.contains_key(COMPLETED_ANNOTATION) {
+            return;
+        }
+        let mut annotations = new_rs.annotations.clone();
+        annotations.insert(COMPLETED_ANNOTATION.into(), to_rfc3339(self.now));
+        self.actions.push(Action::UpdateReplicaSet {
+            name: new_rs.state.name.clone(),
+            resource_version: new_rs.resource_version.clone(),
+            from: new_rs.state.spec_replicas,
+            replicas: new_rs.state.spec_replicas,
+            annotations: annotations.clone(),
+            min_ready_seconds: new_rs.min_ready_seconds,
+        });
+        self.new_rs.as_mut().expect("new RS exists").annotations = annotations;
+    }
+
+    /// Beyond apps/v1 (opt-in `spec.autoRollback`): a rollout that exceeded
+    /// its progress deadline is rolled back to the newest revision whose
+    /// rollout once completed. The failed revision stays in history.
+    fn auto_rollback(&mut self) {
+        if !self.dl.spec.auto_rollback {
+            return;
+        }
+        let Some(c) = get_condition(&self.status.conditions, reason::PROGRESSING) else { return };
+        if c.reason.as_deref() != Some(reason::TIMED_OUT) {
+            return;
+        }
+        let just_timed_out = get_condition(&self.dl.status.clone().unwrap_or_default().conditions, reason::PROGRESSING)
+            .is_none_or(|old| old.reason.as_deref() != Some(reason::TIMED_OUT));
+        let failed_revision = self.new_rs.as_ref().map(|r| r.state.revision).unwrap_or(0);
+        let deadline = self.dl.spec.progress_deadline_seconds.unwrap_or(0);
+        let target = self
+            .old_rses
+            .iter()
+            .filter(|r| r.annotations.contains_key(COMPLETED_ANNOTATION))
+            .max_by_key(|r| r.state.revision)
+            .and_then(|r| r.template().map(|t| (r.state.revision, t, r.annotations.clone())));
+        match target {
+            Some((revision, template, rs_annotations)) if !templates_match(&self.dl.spec.template, template) => {
+                let mut t = template.clone();
+                if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+                    labels.remove(POD_TEMPLATE_HASH_LABEL);
+                }
+                let annotations = rs_annotations
+                    .into_iter()
+                    .filter(|(k, _)| k == CHANGE_CAUSE_ANNOTATION)
+                    .collect::<BTreeMap<_, _>>();
+                self.actions.push(Action::Rollback { template: Some(Box::new(t)), annotations });
+                self.event(
+                    EventType::Warning,
+                    reason::AUTO_ROLLBACK,
+                    format!(
+                        "Revision {failed_revision} exceeded its progress deadline of {deadline}s; rolled back to revision {revision}, the newest revision that completed"
+                    ),
+                );
+            }
+            Some(_) => {}
+            None if just_timed_out => self.event(
+                EventType::Warning,
+                reason::AUTO_ROLLBACK,
+                format!(
+                    "Revision {failed_revision} exceeded its progress deadline of {deadline}s, but no earlier revision ever completed: nothing to roll back to"
+                ),
+            ),
+            None => {}
+        }
     }
 
     fn timed_out(&self, progressing: Option<&DeploymentCondition>) -> bool {
@@ -875,6 +988,34 @@ impl<'a> Sync<'a> {
 enum RsRef {
     New,
     Old(usize),
+}
+
+/// One write per ReplicaSet per sync (fix). Every `UpdateReplicaSet` is
+/// conditional on the resourceVersion the ReplicaSet was read with, so a
+/// second write to the same ReplicaSet in one plan (e.g. a revision bump of
+/// a re-activated ReplicaSet, then its scale-up) was refused with 409 once
+/// the first had been applied, failing every such sync. Later writes are
+/// built on the state the earlier ones decided, so the last one carries
+/// everything: it is folded into the first, which keeps `from` as read.
+fn coalesce_rs_writes(actions: Vec<Action>) -> Vec<Action> {
+    let mut out: Vec<Action> = Vec::with_capacity(actions.len());
+    for action in actions {
+        if let Action::UpdateReplicaSet { name, replicas, annotations, min_ready_seconds, .. } = &action
+            && let Some(Action::UpdateReplicaSet {
+                replicas: first_replicas,
+                annotations: first_annotations,
+                min_ready_seconds: first_min_ready,
+                ..
+            }) = out.iter_mut().find(|a| matches!(a, Action::UpdateReplicaSet { name: n, .. } if n == name))
+        {
+            *first_replicas = *replicas;
+            *first_annotations = annotations.clone();
+            *first_min_ready = *min_ready_seconds;
+            continue;
+        }
+        out.push(action);
+    }
+    out
 }
 
 /// A rollout made progress when more pods are updated, fewer old ones
@@ -942,3 +1083,7 @@ pub fn selector_string(sel: &LabelSelector) -> String {
     parts.sort();
     parts.join(",")
 }
+
+#[cfg(test)]
+#[path = "planner_tests.rs"]
+mod tests;
