@@ -4,8 +4,9 @@
 //! The shape is kube-scheduler's: PreFilter plugins precompute per-pod data
 //! once, Filter plugins judge one node at a time, PreScore/Score/
 //! NormalizeScore rank the feasible nodes, and the weighted sum decides.
-//! Filtering runs sequentially here, but [`filter_node`] only reads shared
-//! state, so a caller may fan nodes out over threads and get the same answer.
+//! [`filter_node`] and the Score plugins only read shared state, so the
+//! `_with` variants fan nodes out over a [`Parallelizer`] and give the same
+//! answer as the sequential functions.
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
+use super::parallelize::Parallelizer;
 use super::plugins;
 use super::resource::{RESOURCE_CPU, RESOURCE_MEMORY};
 use super::snapshot::{NodeInfo, Snapshot};
@@ -500,6 +502,25 @@ pub fn find_nodes_that_fit(
     snapshot: &Snapshot,
     start_index: usize,
 ) -> FilterOutcome {
+    find_nodes_that_fit_with(
+        framework,
+        pod,
+        snapshot,
+        start_index,
+        &Parallelizer::sequential(),
+    )
+}
+
+/// [`find_nodes_that_fit`] with the nodes filtered on `parallelizer`'s
+/// threads; the outcome is the same as the sequential one (same nodes
+/// examined, same order, same diagnosis).
+pub fn find_nodes_that_fit_with(
+    framework: &Framework,
+    pod: &Pod,
+    snapshot: &Snapshot,
+    start_index: usize,
+    parallelizer: &Parallelizer,
+) -> FilterOutcome {
     let num_all_nodes = snapshot.len();
     let start_index = if num_all_nodes == 0 {
         0
@@ -528,20 +549,29 @@ pub fn find_nodes_that_fit(
         framework.profile.percentage_of_nodes_to_score,
         num_all_nodes,
     );
+    let statuses = parallelizer.until_enough(
+        num_all_nodes,
+        num_nodes_to_find,
+        |offset| {
+            let index = (start_index + offset) % num_all_nodes;
+            filter_node(framework, &state, pod, &snapshot[index])
+        },
+        Status::is_success,
+    );
     let mut feasible_nodes = Vec::with_capacity(num_nodes_to_find);
     let mut evaluated_nodes = 0;
-    for offset in 0..num_all_nodes {
+    // Read in node order and stop where a sequential search would have:
+    // nodes a parallel worker examined past that point do not count.
+    for (offset, status) in statuses.into_iter().enumerate() {
         if feasible_nodes.len() >= num_nodes_to_find {
             break;
         }
         let index = (start_index + offset) % num_all_nodes;
-        let node_info = &snapshot[index];
-        let status = filter_node(framework, &state, pod, node_info);
         evaluated_nodes += 1;
         if status.is_success() {
             feasible_nodes.push(index);
         } else {
-            diagnosis.record(node_info.name(), &status);
+            diagnosis.record(snapshot[index].name(), &status);
         }
     }
     let next_start_index = if num_all_nodes == 0 {
@@ -585,6 +615,27 @@ pub fn prioritize_nodes(
     snapshot: &Snapshot,
     feasible_nodes: &[usize],
 ) -> Vec<NodePluginScores> {
+    prioritize_nodes_with(
+        framework,
+        state,
+        pod,
+        snapshot,
+        feasible_nodes,
+        &Parallelizer::sequential(),
+    )
+}
+
+/// [`prioritize_nodes`] with the raw scores of the nodes computed on
+/// `parallelizer`'s threads (normalising needs all of them, so it stays
+/// sequential); same result.
+pub fn prioritize_nodes_with(
+    framework: &Framework,
+    state: &mut CycleState,
+    pod: &Pod,
+    snapshot: &Snapshot,
+    feasible_nodes: &[usize],
+    parallelizer: &Parallelizer,
+) -> Vec<NodePluginScores> {
     let mut result: Vec<NodePluginScores> = feasible_nodes
         .iter()
         .map(|&i| NodePluginScores {
@@ -608,15 +659,27 @@ pub fn prioritize_nodes(
     }
 
     let state: &CycleState = state;
-    for (plugin, weight) in &framework.score_plugins {
-        if state.skips_score(plugin.name()) {
-            continue;
-        }
+    let active: Vec<&(Arc<dyn ScorePlugin>, i64)> = framework
+        .score_plugins
+        .iter()
+        .filter(|(plugin, _)| !state.skips_score(plugin.name()))
+        .collect();
+    // One pass per node computing every plugin's raw score, so the nodes
+    // fan out once per cycle rather than once per plugin.
+    let raw: Vec<Vec<i64>> = parallelizer.map(feasible_nodes.len(), |k| {
+        let node_info = &snapshot[feasible_nodes[k]];
+        active
+            .iter()
+            .map(|(plugin, _)| plugin.score(state, pod, node_info))
+            .collect()
+    });
+    for (p, (plugin, weight)) in active.into_iter().enumerate() {
         let mut scores: Vec<NodeScore> = feasible_nodes
             .iter()
-            .map(|&i| NodeScore {
+            .zip(&raw)
+            .map(|(&i, node_raw)| NodeScore {
                 node_index: i,
-                score: plugin.score(state, pod, &snapshot[i]),
+                score: node_raw[p],
             })
             .collect();
         plugin.normalize_score(state, pod, &mut scores);
@@ -726,7 +789,27 @@ pub fn schedule_pod(
     start_index: usize,
     random: u64,
 ) -> Result<ScheduleResult, FitError> {
-    let mut outcome = find_nodes_that_fit(framework, pod, snapshot, start_index);
+    schedule_pod_with(
+        framework,
+        pod,
+        snapshot,
+        start_index,
+        random,
+        &Parallelizer::sequential(),
+    )
+}
+
+/// [`schedule_pod`] with filtering and scoring fanned out over
+/// `parallelizer`; same answer.
+pub fn schedule_pod_with(
+    framework: &Framework,
+    pod: &Pod,
+    snapshot: &Snapshot,
+    start_index: usize,
+    random: u64,
+    parallelizer: &Parallelizer,
+) -> Result<ScheduleResult, FitError> {
+    let mut outcome = find_nodes_that_fit_with(framework, pod, snapshot, start_index, parallelizer);
     if outcome.feasible_nodes.is_empty() {
         return Err(FitError {
             num_all_nodes: snapshot.len(),
@@ -734,12 +817,13 @@ pub fn schedule_pod(
             next_start_index: outcome.next_start_index,
         });
     }
-    let scores = prioritize_nodes(
+    let scores = prioritize_nodes_with(
         framework,
         &mut outcome.state,
         pod,
         snapshot,
         &outcome.feasible_nodes,
+        parallelizer,
     );
     let node_index = select_host(&scores, random).expect("feasible nodes were scored");
     Ok(ScheduleResult {
@@ -1061,6 +1145,81 @@ mod tests {
             err.diagnosis.unschedulable_plugins,
             BTreeSet::from([names::NODE_RESOURCES_FIT.to_string()])
         );
+    }
+
+    #[test]
+    fn parallel_filtering_and_scoring_give_the_sequential_answer() {
+        use crate::scheduler::testing::{affinity_term, spread};
+        // A mixed cluster: some nodes full, some tainted, some cordoned, three
+        // zones, so filters reject in different ways and scores differ.
+        let mut ns = Vec::new();
+        let mut pods = Vec::new();
+        for i in 0..700 {
+            let mut b = node(&format!("n{i:04}"))
+                .allocatable(if i % 5 == 0 { "1" } else { "4" }, "8Gi", "110")
+                .label("zone", ["a", "b", "c"][i % 3]);
+            if i % 11 == 0 {
+                b = b.taint("k", "v", "NoSchedule");
+            }
+            if i % 13 == 0 {
+                b = b.unschedulable();
+            }
+            ns.push(b.build());
+            if i % 4 == 0 {
+                pods.push(
+                    pod(&format!("e{i}"))
+                        .on(&format!("n{i:04}"))
+                        .label("app", "web")
+                        .container(&[("cpu", "700m")])
+                        .build(),
+                );
+            }
+        }
+        let snapshot = Snapshot::new(&ns, &pods);
+        let fw = Framework::new(Profile::default());
+        let parallel = Parallelizer::new(4).unwrap();
+        let candidates = [
+            pod("plain").container(&[("cpu", "500m")]).build(),
+            pod("big").container(&[("cpu", "3500m")]).build(),
+            pod("huge").container(&[("cpu", "64")]).build(),
+            pod("spread")
+                .label("app", "web")
+                .spread(spread(1, "zone", "DoNotSchedule", &[("app", "web")]))
+                .build(),
+            pod("anti")
+                .label("app", "web")
+                .anti_affinity(affinity_term("zone", &[("app", "other")]))
+                .build(),
+        ];
+        for p in &candidates {
+            for start in [0, 123, 699] {
+                let seq = find_nodes_that_fit(&fw, p, &snapshot, start);
+                let par = find_nodes_that_fit_with(&fw, p, &snapshot, start, &parallel);
+                assert_eq!(
+                    par.feasible_nodes, seq.feasible_nodes,
+                    "{:?}",
+                    p.metadata.name
+                );
+                assert_eq!(par.diagnosis, seq.diagnosis);
+                assert_eq!(par.evaluated_nodes, seq.evaluated_nodes);
+                assert_eq!(par.next_start_index, seq.next_start_index);
+                let (mut s1, mut s2) = (seq.state, par.state);
+                let a = prioritize_nodes(&fw, &mut s1, p, &snapshot, &seq.feasible_nodes);
+                let b = prioritize_nodes_with(
+                    &fw,
+                    &mut s2,
+                    p,
+                    &snapshot,
+                    &par.feasible_nodes,
+                    &parallel,
+                );
+                assert_eq!(a, b);
+                assert_eq!(
+                    schedule_pod(&fw, p, &snapshot, start, 7),
+                    schedule_pod_with(&fw, p, &snapshot, start, 7, &parallel)
+                );
+            }
+        }
     }
 
     const REASONS: &[&str] = &[

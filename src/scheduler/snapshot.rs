@@ -507,12 +507,112 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Adds `node`, or replaces the node object of the same name while
+    /// keeping the pods counted on it (a label, taint or allocatable
+    /// change). Returns the node object it replaced.
+    ///
+    /// With this and the pod methods below the scheduler cache keeps one
+    /// snapshot up to date in place instead of rebuilding it per cycle.
+    pub fn upsert_node(&mut self, node: Node) -> Option<Arc<Node>> {
+        let mut fresh = NodeInfo::new(node);
+        match self.index_of(fresh.name()) {
+            Some(i) => {
+                let old = &mut self.node_infos[i];
+                for name in old.image_sizes.keys() {
+                    decrement(&mut self.image_num_nodes, name);
+                }
+                for name in fresh.image_sizes.keys() {
+                    *self.image_num_nodes.entry(name.clone()).or_default() += 1;
+                }
+                // The pods stay; only what the node object says is new.
+                old.allocatable = std::mem::take(&mut fresh.allocatable);
+                old.image_sizes = std::mem::take(&mut fresh.image_sizes);
+                Some(std::mem::replace(&mut old.node, fresh.node))
+            }
+            None => {
+                for name in fresh.image_sizes.keys() {
+                    *self.image_num_nodes.entry(name.clone()).or_default() += 1;
+                }
+                self.index_by_name
+                    .insert(fresh.name().to_string(), self.node_infos.len());
+                self.node_infos.push(fresh);
+                None
+            }
+        }
+    }
+
+    /// Removes the node `name` with the pods counted on it (returned in
+    /// its [`NodeInfo`]). The last node takes its position, so positions
+    /// of other nodes may change.
+    pub fn remove_node(&mut self, name: &str) -> Option<NodeInfo> {
+        let i = self.index_by_name.remove(name)?;
+        let removed = self.node_infos.swap_remove(i);
+        if let Some(moved) = self.node_infos.get(i) {
+            self.index_by_name.insert(moved.name().to_string(), i);
+        }
+        for image in removed.image_sizes.keys() {
+            decrement(&mut self.image_num_nodes, image);
+        }
+        Some(removed)
+    }
+
+    /// Counts `pod_info` on `node_name`. Unlike [`Snapshot::assume`] this
+    /// does not look for the pod on other nodes: the caller (the cache)
+    /// knows where every pod is.
+    pub fn add_pod_to_node(
+        &mut self,
+        node_name: &str,
+        pod_info: PodInfo,
+    ) -> Result<(), SnapshotError> {
+        let i = self
+            .index_of(node_name)
+            .ok_or_else(|| SnapshotError::UnknownNode(node_name.to_string()))?;
+        self.note_namespace(pod_info.namespace());
+        self.node_infos[i].add_pod(pod_info);
+        Ok(())
+    }
+
+    /// Removes the pod `namespace/name` from the node `node_name`.
+    pub fn remove_pod_from_node(
+        &mut self,
+        node_name: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<PodInfo> {
+        let i = self.index_of(node_name)?;
+        self.node_infos[i].remove_pod(namespace, name)
+    }
+
+    /// Sets (or with `None` forgets) the labels of one namespace for
+    /// `namespaceSelector`s; see [`Snapshot::with_namespace_labels`].
+    pub fn set_namespace_labels(&mut self, namespace: &str, labels: Option<Labels>) {
+        match labels {
+            Some(mut l) => {
+                l.entry(LABEL_NAMESPACE_NAME.to_string())
+                    .or_insert_with(|| namespace.to_string());
+                self.namespace_labels.insert(namespace.to_string(), l);
+            }
+            None => {
+                self.namespace_labels.remove(namespace);
+            }
+        }
+    }
+
     /// Removes the pod `namespace/name` from whichever node holds it (a
     /// failed binding, a deleted pod). Returns the node's name.
     pub fn remove_pod(&mut self, namespace: &str, name: &str) -> Option<String> {
         self.node_infos
             .iter_mut()
             .find_map(|n| n.remove_pod(namespace, name).map(|_| n.name().to_string()))
+    }
+}
+
+fn decrement(counts: &mut HashMap<String, usize>, key: &str) {
+    if let Some(n) = counts.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(key);
+        }
     }
 }
 
@@ -599,6 +699,77 @@ mod tests {
         assert_eq!(s.remove_pod("default", "p").as_deref(), Some("a"));
         assert_eq!(s.get("a").unwrap().requested, Resource::default());
         assert_eq!(s.remove_pod("default", "p"), None);
+    }
+
+    #[test]
+    fn nodes_and_pods_are_updated_in_place() {
+        let mut s = Snapshot::new(
+            &[
+                node("a")
+                    .allocatable("4", "8Gi", "110")
+                    .image(&["img:1"], 10)
+                    .build(),
+                node("b").image(&["img:1"], 10).build(),
+                node("c").build(),
+            ],
+            &[],
+        );
+        let p = PodInfo::new(Arc::new(
+            pod("p").on("a").container(&[("cpu", "1")]).build(),
+        ));
+        s.add_pod_to_node("a", p).unwrap();
+        assert_eq!(
+            s.add_pod_to_node("zz", PodInfo::new(Arc::new(pod("q").build()))),
+            Err(SnapshotError::UnknownNode("zz".into()))
+        );
+
+        // A changed node object keeps its pods; image counts follow.
+        let old = s.upsert_node(
+            node("a")
+                .allocatable("8", "8Gi", "110")
+                .label("x", "y")
+                .build(),
+        );
+        assert!(old.is_some());
+        assert_eq!(s["a"].pods.len(), 1);
+        assert_eq!(s["a"].requested.milli_cpu, 1000);
+        assert_eq!(s["a"].allocatable.milli_cpu, 8000);
+        assert_eq!(s["a"].labels().get("x").map(String::as_str), Some("y"));
+        assert_eq!(s.image_num_nodes("img:1"), 1);
+
+        assert!(
+            s.upsert_node(node("d").image(&["img:2"], 5).build())
+                .is_none()
+        );
+        assert_eq!(s.index_of("d"), Some(3));
+        assert_eq!(s.image_num_nodes("img:2"), 1);
+
+        // Removing a node moves the last one into its place.
+        let removed = s.remove_node("a").unwrap();
+        assert_eq!(removed.pods.len(), 1);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.index_of("a"), None);
+        assert_eq!(s.index_of("d"), Some(0));
+        assert_eq!(s[0].name(), "d");
+        assert_eq!(s["b"].name(), "b");
+        assert_eq!(s.image_num_nodes("img:1"), 1);
+        assert!(s.remove_node("a").is_none());
+
+        let q = PodInfo::new(Arc::new(pod("q").on("b").build()));
+        s.add_pod_to_node("b", q).unwrap();
+        assert!(s.remove_pod_from_node("c", "default", "q").is_none());
+        assert!(s.remove_pod_from_node("b", "default", "q").is_some());
+        assert!(s["b"].pods.is_empty());
+
+        s.set_namespace_labels("team", Some(Labels::from([("t".into(), "1".into())])));
+        assert_eq!(
+            s.namespace_labels("team")
+                .get(LABEL_NAMESPACE_NAME)
+                .map(String::as_str),
+            Some("team")
+        );
+        s.set_namespace_labels("team", None);
+        assert!(s.namespace_labels("team").get("t").is_none());
     }
 
     #[test]
