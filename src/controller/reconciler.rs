@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -28,6 +29,8 @@ use crate::controller::hash::templates_match;
 use crate::controller::planner::{self, Action, EventType, SyncInput, controller_ref};
 use crate::controller::rollout::progress::{new_condition, set_condition};
 use crate::runtime::events::Recorder;
+use crate::runtime::metrics::{ControllerMetrics, ErrorLabel, ResultLabel};
+use crate::runtime::server::Health;
 
 /// The component name on events and field managers.
 pub const CONTROLLER_NAME: &str = "dlite-controller";
@@ -63,6 +66,7 @@ pub struct Context {
     pub replica_sets: Store<ReplicaSet>,
     pub pods: Store<Pod>,
     pub recorder: Recorder,
+    pub metrics: ControllerMetrics,
 }
 
 /// Options of the controller process.
@@ -85,32 +89,77 @@ where
     }
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(client: Client, opts: Options, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+/// Runs the controller until `shutdown` resolves. `health` turns ready once
+/// every watch cache has synced.
+pub async fn run(
+    client: Client,
+    opts: Options,
+    metrics: ControllerMetrics,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let dls: Api<DeploymentLite> = api_for(&client, &opts.namespace);
     let rses: Api<ReplicaSet> = api_for(&client, &opts.namespace);
     let pods: Api<Pod> = api_for(&client, &opts.namespace);
 
+    // Readiness is tracked from the watch streams themselves (the initial
+    // list done), not with Store::wait_until_ready: that future keeps a
+    // single waker, so a second waiter next to the controller's own could
+    // leave one of them asleep forever.
+    let synced = [Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false))];
+    let (dl_store, dl_writer) = reflector::store();
+    let dl_stream =
+        reflector::reflector(dl_writer, track_sync(watcher(dls, watcher::Config::default().any_semantic()), synced[0].clone()))
+            .default_backoff()
+            .applied_objects();
     let (rs_store, rs_writer) = reflector::store();
-    let rs_stream = reflector::reflector(rs_writer, watcher(rses, watcher::Config::default().any_semantic()))
-        .default_backoff()
-        .touched_objects();
+    let rs_stream =
+        reflector::reflector(rs_writer, track_sync(watcher(rses, watcher::Config::default().any_semantic()), synced[1].clone()))
+            .default_backoff()
+            .touched_objects();
     // Only pods of ReplicaSets carry the hash label; that keeps the cache to
     // what Recreate waits on.
     let (pod_store, pod_writer) = reflector::store();
     let pod_stream = reflector::reflector(
         pod_writer,
-        watcher(pods, watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL).any_semantic()),
+        track_sync(
+            watcher(pods, watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL).any_semantic()),
+            synced[2].clone(),
+        ),
     )
     .default_backoff()
     .touched_objects();
 
     let recorder = Recorder::new(client.clone(), CONTROLLER_NAME, std::env::var("POD_NAME").ok());
-    let ctx = Arc::new(Context { client, replica_sets: rs_store.clone(), pods: pod_store, recorder });
+    let ctx = Arc::new(Context {
+        client,
+        replica_sets: rs_store.clone(),
+        pods: pod_store.clone(),
+        recorder,
+        metrics: metrics.clone(),
+    });
 
-    let controller = Controller::new(dls, watcher::Config::default().any_semantic())
+    let controller = Controller::for_stream(dl_stream, dl_store.clone())
         .with_config(ControllerConfig::default().debounce(Duration::from_millis(50)));
-    let dl_store = controller.store();
+    let dls_for_depth = dl_store.clone();
+    let background = tokio::spawn(async move {
+        health.set_ready(false, "waiting for the caches to sync");
+        while !synced.iter().all(|s| s.load(Ordering::SeqCst)) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        info!("caches synced");
+        health.set_ready(true, "caches synced");
+        // The backlog: objects whose newest generation is not yet observed.
+        loop {
+            let pending = dls_for_depth
+                .state()
+                .iter()
+                .filter(|d| d.status.as_ref().and_then(|s| s.observed_generation) < d.metadata.generation)
+                .count();
+            metrics.queue_depth.set(pending as i64);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
     let dl_store_for_rs = dl_store.clone();
     let rs_store_for_pods = rs_store.clone();
     controller
@@ -125,6 +174,19 @@ pub async fn run(client: Client, opts: Options, shutdown: impl Future<Output = (
             }
         })
         .await;
+    background.abort();
+}
+
+/// Passes watch events through, raising `flag` once the initial list is in.
+fn track_sync<K, S>(stream: S, flag: Arc<AtomicBool>) -> impl futures::Stream<Item = S::Item>
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    stream.inspect(move |ev| {
+        if let Ok(watcher::Event::InitDone) = ev {
+            flag.store(true, Ordering::SeqCst);
+        }
+    })
 }
 
 /// Which DeploymentLites care about a ReplicaSet event: its controller, or
@@ -183,7 +245,21 @@ pub fn error_policy(dl: Arc<DeploymentLite>, err: &Error, _ctx: Arc<Context>) ->
 pub async fn reconcile(dl: Arc<DeploymentLite>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let ns = dl.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let span = info_span!("reconcile", deploymentlite = %format!("{ns}/{}", dl.name_any()), generation = dl.metadata.generation);
-    reconcile_inner(dl, ctx, ns).instrument(span).await
+    let start = std::time::Instant::now();
+    let result = reconcile_inner(dl, ctx.clone(), ns).instrument(span).await;
+    let m = &ctx.metrics;
+    m.reconcile_duration.observe(start.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "success" } else { "error" };
+    m.reconciles.get_or_create(&ResultLabel { result: outcome.into() }).inc();
+    if let Err(e) = &result {
+        let kind = match e {
+            Error::Conflict { .. } => "conflict",
+            Error::Api { .. } => "api",
+            Error::MissingField(_) => "invalid",
+        };
+        m.errors.get_or_create(&ErrorLabel { kind: kind.into() }).inc();
+    }
+    result
 }
 
 async fn reconcile_inner(dl: Arc<DeploymentLite>, ctx: Arc<Context>, ns: String) -> Result<Requeue, Error> {

@@ -36,13 +36,26 @@ pub async fn install_crd(client: &Client) {
     .await;
 }
 
-/// A dlite-controller watching only the test's namespace.
+/// A dlite-controller watching only the test's namespace (endpoints on
+/// ports the OS picks, so parallel tests never collide).
 pub fn start_controller(ns: &TestNamespace, tag: &str) -> Process {
-    Process::start(
-        env!("CARGO_BIN_EXE_dlite-controller"),
-        &format!("{}-controller{tag}", ns.name),
-        &["--namespace", &ns.name],
-    )
+    start_controller_with(ns, tag, &[])
+}
+
+pub fn start_controller_with(ns: &TestNamespace, tag: &str, extra: &[&str]) -> Process {
+    let mut args = vec!["--namespace", ns.name.as_str()];
+    for flag in ["--metrics-bind-address", "--health-probe-bind-address"] {
+        if !extra.contains(&flag) {
+            args.extend([flag, "127.0.0.1:0"]);
+        }
+    }
+    args.extend_from_slice(extra);
+    Process::start(env!("CARGO_BIN_EXE_dlite-controller"), &format!("{}-controller{tag}", ns.name), &args)
+}
+
+/// A free port on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A DeploymentLite manifest with one container; `spec` is merged on top.

@@ -1,0 +1,260 @@
+//! Running the controller as operators do: two replicas with leader
+//! election (exactly one acts; the standby takes over within the lease
+//! duration and a rollout in progress completes within its bounds),
+//! Prometheus metrics, and readiness that waits for the caches.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use dlite::api::DeploymentLite;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::json;
+use support::dl::{Sampler, free_port, install_crd, manifest, replica_sets, rs_replicas, set_image, start_controller_with, wait_complete};
+use support::{Process, TestNamespace, wait_for};
+
+const ROLLOUT: Duration = Duration::from_secs(90);
+const LEASE_SECONDS: u64 = 6;
+
+/// GET http://127.0.0.1:port/path: (status code, body).
+fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
+    let code = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("bad response {raw:?}"))?;
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
+}
+
+/// The value of an unlabelled series in a metrics page.
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.trim().parse().ok()))
+}
+
+struct Replica {
+    process: Process,
+    identity: String,
+    metrics: u16,
+    health: u16,
+}
+
+fn start_replica(ns: &TestNamespace, identity: &str) -> Replica {
+    let (metrics, health) = (free_port(), free_port());
+    let m = format!("127.0.0.1:{metrics}");
+    let h = format!("127.0.0.1:{health}");
+    let lease = LEASE_SECONDS.to_string();
+    let process = start_controller_with(
+        ns,
+        &format!("-{identity}"),
+        &[
+            "--leader-elect=true",
+            "--leader-election-namespace",
+            &ns.name,
+            "--lease-duration-seconds",
+            &lease,
+            "--identity",
+            identity,
+            "--metrics-bind-address",
+            &m,
+            "--health-probe-bind-address",
+            &h,
+        ],
+    );
+    Replica { process, identity: identity.into(), metrics, health }
+}
+
+fn leading(r: &Replica) -> Option<bool> {
+    let (_, body) = http_get(r.metrics, "/metrics").ok()?;
+    metric(&body, "dlite_controller_leader").map(|v| v == 1.0)
+}
+
+#[tokio::test]
+async fn one_of_two_controllers_leads_and_a_standby_takes_over_mid_rollout() {
+    let ns = TestNamespace::new("t-ha").await;
+    install_crd(&ns.client).await;
+    let a = start_replica(&ns, "ctrl-a");
+    let b = start_replica(&ns, "ctrl-b");
+    let leases: Api<Lease> = ns.api();
+
+    let first = wait_for("exactly one leader", Duration::from_secs(30), || async {
+        let holder = leases
+            .get_opt("dlite-controller")
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|l| l.spec?.holder_identity)
+            .ok_or("no holder yet")?;
+        match (leading(&a), leading(&b)) {
+            (Some(true), Some(false)) if holder == a.identity => Ok('a'),
+            (Some(false), Some(true)) if holder == b.identity => Ok('b'),
+            seen => Err(format!("holder {holder}, leading {seen:?}")),
+        }
+    })
+    .await;
+    let (mut leader, standby) = if first == 'a' { (a, b) } else { (b, a) };
+
+    // Only the leader reconciles.
+    let api: Api<DeploymentLite> = ns.api();
+    let spec = json!({
+        "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
+        "template": {"metadata": {"annotations": {"testenv.dlite.dev/ready-after": "1"}}}
+    });
+    api.create(&PostParams::default(), &manifest("ha", 6, "app:v1", spec)).await.unwrap();
+    wait_complete(&api, "ha", ROLLOUT).await;
+    let (_, standby_metrics) = http_get(standby.metrics, "/metrics").unwrap();
+    assert!(
+        !standby_metrics.contains("dlite_controller_reconciles_total{"),
+        "the standby reconciled while not leading:\n{standby_metrics}"
+    );
+    let (code, ready) = http_get(standby.health, "/readyz").unwrap();
+    assert_eq!(code, 200, "a healthy standby is ready: {ready}");
+
+    // Kill the leader in the middle of a rollout.
+    let sampler = Sampler::start(&ns, "ha", 7, 5);
+    set_image(&api, "ha", "app:v2").await;
+    wait_for("the rollout to be under way", ROLLOUT, || async {
+        let rses = replica_sets(&ns, "ha").await;
+        let new = rses.last().map(rs_replicas).unwrap_or(0);
+        if rses.len() == 2 && new >= 2 { Ok(()) } else { Err(format!("{} ReplicaSets, new at {new}", rses.len())) }
+    })
+    .await;
+    leader.process.kill();
+    let killed = Instant::now();
+    wait_for("the standby to take over", Duration::from_secs(LEASE_SECONDS * 3), || async {
+        match leading(&standby) {
+            Some(true) => Ok(()),
+            seen => Err(format!("standby leading: {seen:?}")),
+        }
+    })
+    .await;
+    let handover = killed.elapsed();
+    assert!(
+        handover <= Duration::from_secs(LEASE_SECONDS + 3),
+        "handover took {handover:?}, lease duration {LEASE_SECONDS}s"
+    );
+    let holder = leases.get("dlite-controller").await.unwrap().spec.unwrap().holder_identity;
+    assert_eq!(holder.as_deref(), Some(standby.identity.as_str()));
+
+    let dl = wait_complete(&api, "ha", ROLLOUT).await;
+    let samples = sampler.finish().await;
+    assert!(samples.violations.is_empty(), "bounds broken across the handover: {:?}", samples.violations);
+    assert_eq!(dl.status.unwrap().updated_replicas, 6);
+
+    // The new leader's metrics show its work.
+    let (code, body) = http_get(standby.metrics, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    for series in [
+        "dlite_controller_reconciles_total{result=\"success\"}",
+        "dlite_controller_reconcile_duration_seconds_bucket",
+        "dlite_controller_reconcile_duration_seconds_count",
+        "dlite_controller_queue_depth",
+        "dlite_controller_leader 1",
+    ] {
+        assert!(body.contains(series), "/metrics lacks {series}:\n{body}");
+    }
+    drop(standby);
+    ns.cleanup().await;
+}
+
+/// /readyz stays unavailable until every watch cache has synced: here the
+/// controller runs as a ServiceAccount that may not list pods until a Role
+/// grants it, so its pod cache cannot sync before.
+#[tokio::test]
+async fn readyz_waits_for_the_caches() {
+    let ns = TestNamespace::new("t-readyz").await;
+    install_crd(&ns.client).await;
+    let n = ns.name.clone();
+    let apply = |v: serde_json::Value| {
+        let client = ns.client.clone();
+        let n = n.clone();
+        async move {
+            let obj: kube::api::DynamicObject = serde_json::from_value(v).unwrap();
+            let gvk = kube::api::GroupVersionKind::try_from(obj.types.as_ref().unwrap()).unwrap();
+            let (ar, _) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
+            let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client, &n, &ar);
+            api.create(&PostParams::default(), &obj).await.unwrap();
+        }
+    };
+    apply(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ctrl"}})).await;
+    apply(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "ctrl"},
+        "rules": [
+            {"apiGroups": ["apps.dlite.dev"], "resources": ["deploymentlites"], "verbs": ["get", "list", "watch", "update", "patch"]},
+            {"apiGroups": ["apps.dlite.dev"], "resources": ["deploymentlites/status"], "verbs": ["update", "patch"]},
+            {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+        ]
+    }))
+    .await;
+    apply(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "ctrl"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ctrl"},
+        "subjects": [{"kind": "ServiceAccount", "name": "ctrl", "namespace": n}]
+    }))
+    .await;
+
+    // A kubeconfig that acts as the ServiceAccount.
+    let kubeconfig = support::repo_root().join(format!("target/test-logs/{n}.kubeconfig"));
+    let mut kc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(support::kubeconfig_path()).unwrap()).unwrap();
+    for user in kc["users"].as_sequence_mut().unwrap() {
+        user["user"]["as"] = format!("system:serviceaccount:{n}:ctrl").into();
+        user["user"]["as-groups"] = serde_yaml::to_value(["system:serviceaccounts", "system:authenticated"]).unwrap();
+    }
+    std::fs::write(&kubeconfig, serde_yaml::to_string(&kc).unwrap()).unwrap();
+
+    let health = free_port();
+    let h = format!("127.0.0.1:{health}");
+    let mut args = vec!["--namespace", n.as_str(), "--metrics-bind-address", "0", "--health-probe-bind-address", h.as_str()];
+    let dir = support::repo_root().join("target/test-logs");
+    let log = dir.join(format!("{n}-controller-sa.log"));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dlite-controller"))
+        .args(args.drain(..))
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+
+    // Not ready while pods cannot be listed.
+    let (code, body) = wait_for("/readyz to answer", Duration::from_secs(20), || async { http_get(health, "/readyz") }).await;
+    assert_eq!(code, 503, "ready before the caches synced: {body}");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let (code, body) = http_get(health, "/readyz").unwrap();
+        assert_eq!(code, 503, "ready without being able to list pods: {body}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(http_get(health, "/healthz").unwrap().0, 200, "alive all the same");
+
+    apply(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "ctrl-pods"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    }))
+    .await;
+    apply(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "ctrl-pods"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ctrl-pods"},
+        "subjects": [{"kind": "ServiceAccount", "name": "ctrl", "namespace": n}]
+    }))
+    .await;
+    wait_for("/readyz to pass once pods can be listed", Duration::from_secs(60), || async {
+        match http_get(health, "/readyz")? {
+            (200, _) => Ok(()),
+            (code, body) => Err(format!("{code} {body}")),
+        }
+    })
+    .await;
+
+    // And the ServiceAccount's permissions are enough for a rollout.
+    let api: Api<DeploymentLite> = ns.api();
+    api.create(&PostParams::default(), &manifest("sa", 2, "app:v1", json!({}))).await.unwrap();
+    wait_complete(&api, "sa", ROLLOUT).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    ns.cleanup().await;
+}
