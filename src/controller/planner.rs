@@ -719,17 +719,7 @@ impl<'a> Sync<'a> {
                     self.actions.push(Action::Rollback { template: None, annotations: BTreeMap::new() });
                     return;
                 }
-                let mut t = template.clone();
-                if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
-                    labels.remove(POD_TEMPLATE_HASH_LABEL);
-                }
-                // The change cause travels with the revision, as kubectl's
-                // rollback copies the ReplicaSet's annotations back.
-                let annotations = rs_annotations
-                    .into_iter()
-                    .filter(|(k, _)| k == CHANGE_CAUSE_ANNOTATION)
-                    .collect::<BTreeMap<_, _>>();
-                self.actions.push(Action::Rollback { template: Some(Box::new(t)), annotations });
+                self.actions.push(rollback_to_revision(template, rs_annotations));
                 self.event(
                     EventType::Normal,
                     reason::ROLLBACK_DONE,
@@ -928,15 +918,7 @@ impl<'a> Sync<'a> {
             .and_then(|r| r.template().map(|t| (r.state.revision, t, r.annotations.clone())));
         match target {
             Some((revision, template, rs_annotations)) if !templates_match(&self.dl.spec.template, template) => {
-                let mut t = template.clone();
-                if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
-                    labels.remove(POD_TEMPLATE_HASH_LABEL);
-                }
-                let annotations = rs_annotations
-                    .into_iter()
-                    .filter(|(k, _)| k == CHANGE_CAUSE_ANNOTATION)
-                    .collect::<BTreeMap<_, _>>();
-                self.actions.push(Action::Rollback { template: Some(Box::new(t)), annotations });
+                self.actions.push(rollback_to_revision(template, rs_annotations));
                 self.event(
                     EventType::Warning,
                     reason::AUTO_ROLLBACK,
@@ -1025,6 +1007,18 @@ fn made_progress(old: &DeploymentLiteStatus, new: &DeploymentLiteStatus) -> bool
         || (new.replicas - new.updated_replicas) < (old.replicas - old.updated_replicas)
         || new.ready_replicas > old.ready_replicas
         || new.available_replicas > old.available_replicas
+}
+
+/// The rollback that puts a revision's template (without its hash label)
+/// back into the spec. The change cause travels with the revision, as
+/// kubectl's rollback copies the ReplicaSet's annotations back.
+fn rollback_to_revision(template: &PodTemplateSpec, rs_annotations: BTreeMap<String, String>) -> Action {
+    let mut t = template.clone();
+    if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(POD_TEMPLATE_HASH_LABEL);
+    }
+    let annotations = rs_annotations.into_iter().filter(|(k, _)| k == CHANGE_CAUSE_ANNOTATION).collect();
+    Action::Rollback { template: Some(Box::new(t)), annotations }
 }
 
 /// The revision before the newest one (0 if there is none).
