@@ -488,11 +488,40 @@ async fn restricted_namespace(prefix: &str) -> TestNamespace {
     ns
 }
 
+/// The scheduler name a test's release uses, so no two releases (nor the
+/// other tests' schedulers) ever claim the same pods.
+fn scheduler_name(release: &str) -> String {
+    format!("{release}-sched")
+}
+
+/// `--set` values that keep a release to itself: its controller watches
+/// only its own namespace and its scheduler has its own name (on a cluster
+/// whose kubelets really run the image, such as kind in CI, the installed
+/// binaries must not touch other tests' objects). $DLITE_CHART_IMAGE
+/// (repository:tag) and $DLITE_CHART_PULL_POLICY replace the image, for a
+/// cluster that has the image built from this checkout loaded.
+fn isolated(ns: &TestNamespace, release: &str) -> Vec<String> {
+    let mut sets = vec![
+        "--set".to_string(),
+        format!("controller.watchNamespace={},scheduler.schedulerName={}", ns.name, scheduler_name(release)),
+    ];
+    if let Some(image) = std::env::var("DLITE_CHART_IMAGE").ok().filter(|i| !i.is_empty()) {
+        let (repo, tag) = image.rsplit_once(':').filter(|(_, t)| !t.contains('/')).unwrap_or((&image, "latest"));
+        sets.extend(["--set".to_string(), format!("image.repository={repo},image.tag={tag}")]);
+    }
+    if let Some(policy) = std::env::var("DLITE_CHART_PULL_POLICY").ok().filter(|p| !p.is_empty()) {
+        sets.extend(["--set".to_string(), format!("image.pullPolicy={policy}")]);
+    }
+    sets
+}
+
 /// `helm install` of the chart as release `release` (named after the test's
-/// namespace); returns its output. The CRD is already there (other tests
-/// and this one install it): Helm leaves an existing crds/ CRD alone.
+/// namespace), isolated; returns its output. The CRD is already there (the
+/// tests install it): Helm leaves an existing crds/ CRD alone.
 fn install(ns: &TestNamespace, release: &str, extra: &[&str]) -> Run {
-    let mut args = vec!["install", release, CHART, "--namespace", &ns.name, "--wait", "--timeout", "120s"];
+    let sets = isolated(ns, release);
+    let mut args = vec!["install", release, CHART, "--namespace", &ns.name];
+    args.extend(sets.iter().map(String::as_str));
     args.extend_from_slice(extra);
     helm(true, &args).expect_ok()
 }
@@ -603,7 +632,7 @@ async fn installs_under_restricted_pss_upgrades_to_ha_and_uninstalls_cleanly() {
     let ns = restricted_namespace("t-chart").await;
     let release = ns.name.clone();
 
-    let run = install(&ns, &release, &["--set", &format!("scheduler.schedulerName={release}")]);
+    let run = install(&ns, &release, &["--wait", "--timeout", "120s"]);
     let out = format!("{}{}", run.stdout, run.stderr);
     assert!(!out.contains("PodSecurity"), "the API server warned about Pod Security:\n{out}");
     assert_running(&ns, &release, 1).await;
@@ -665,15 +694,11 @@ async fn a_pod_security_violation_would_be_seen() {
     support::dl::install_crd(&client).await;
     let ns = restricted_namespace("t-chart-pss").await;
     let release = ns.name.clone();
-    let run = helm(
-        true,
-        &[
-            "install", &release, CHART, "--namespace", &ns.name,
-            "--set", "containerSecurityContext.allowPrivilegeEscalation=true",
-            "--set", "scheduler.enabled=false",
-        ],
-    )
-    .expect_ok();
+    let run = install(
+        &ns,
+        &release,
+        &["--set", "containerSecurityContext.allowPrivilegeEscalation=true", "--set", "scheduler.enabled=false"],
+    );
     assert!(
         run.stderr.contains("would violate PodSecurity") && run.stderr.contains("allowPrivilegeEscalation != false"),
         "the API server did not warn: {}",
@@ -787,9 +812,12 @@ impl AsPod {
         if let Some(status) = self.child.try_wait().unwrap() {
             panic!("{} exited ({status}); log {}:\n{log}", self.log.display(), self.log.display());
         }
-        for needle in ["forbidden", "Forbidden", "403"] {
-            assert!(!log.contains(needle), "{} was refused something ({needle}); log:\n{log}", self.log.display());
-        }
+        // An API refusal reads "... is forbidden: User ..." / reason "Forbidden", code 403.
+        assert!(
+            !log.to_lowercase().contains("forbidden") && !log.contains("code: 403"),
+            "{} was refused something by the API server; log:\n{log}",
+            self.log.display()
+        );
     }
 }
 
@@ -800,21 +828,35 @@ impl Drop for AsPod {
     }
 }
 
-/// The chart's args for a component, with the endpoints moved to ports the
-/// OS picks (the tests share one machine).
-fn local_args(deploy: &Value) -> Vec<String> {
+/// The chart's args for a component, with the endpoints moved to loopback
+/// ports (the tests share one machine; 0 lets the OS pick) and without the
+/// release's own --namespace.
+fn local_args(deploy: &Value, metrics_port: u16, health_port: u16) -> Vec<String> {
     args(deploy)
         .into_iter()
+        .filter(|a| !a.starts_with("--namespace="))
         .map(|a| {
             if a.starts_with("--metrics-bind-address=") {
-                "--metrics-bind-address=127.0.0.1:0".to_string()
+                format!("--metrics-bind-address=127.0.0.1:{metrics_port}")
             } else if a.starts_with("--health-probe-bind-address=") {
-                "--health-probe-bind-address=127.0.0.1:0".to_string()
+                format!("--health-probe-bind-address=127.0.0.1:{health_port}")
             } else {
                 a
             }
         })
         .collect()
+}
+
+/// A plain HTTP/1.1 GET on the loopback: (status, whole response).
+fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connecting to :{port}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    let status = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or(format!("no status in {response:?}"))?;
+    Ok((status, response))
 }
 
 async fn lease_holder(client: &Client, ns: &str, lease: &str) -> Result<String, String> {
@@ -829,8 +871,8 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
     let ns = restricted_namespace("t-chart-rbac").await;
     let apps = TestNamespace::new("t-chart-apps").await;
     let release = ns.name.clone();
-    let sched_name = format!("{release}-sched");
-    install(&ns, &release, &["--set", &format!("scheduler.schedulerName={sched_name}")]);
+    let sched_name = scheduler_name(&release);
+    install(&ns, &release, &["--wait", "--timeout", "120s"]);
     let manifest = docs(&helm(true, &["get", "manifest", &release, "--namespace", &ns.name]).expect_ok().stdout);
     let ctl_deploy = component(&manifest, "Deployment", "controller");
     let sch_deploy = component(&manifest, "Deployment", "scheduler");
@@ -896,7 +938,8 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
     std::fs::create_dir_all(&logs).unwrap();
     let ctl_kc = logs.join(format!("{}-controller.kubeconfig", ns.name));
     service_account_kubeconfig(&client, &ns.name, &ctl_sa, &ctl_kc).await;
-    let mut ctl_args = local_args(ctl_deploy);
+    let (metrics_port, health_port) = (support::dl::free_port(), support::dl::free_port());
+    let mut ctl_args = local_args(ctl_deploy, metrics_port, health_port);
     ctl_args.push(format!("--namespace={}", apps.name));
     let identity = format!("{}-controller-pod", ns.name);
     let mut controller = AsPod::start(env!("CARGO_BIN_EXE_dlite-controller"), &ctl_kc, &identity, &ns.name, &ctl_args);
@@ -908,6 +951,18 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
     })
     .await;
     support::dl::wait_complete(&dls, "web", Duration::from_secs(60)).await;
+    // The endpoints the chart's probes and metrics Service point at.
+    wait_for("/readyz 200 and dlite_controller_leader 1 on /metrics", Duration::from_secs(30), || async {
+        let (ready, body) = http_get(health_port, "/readyz")?;
+        let (healthy, _) = http_get(health_port, "/healthz")?;
+        let (_, metrics) = http_get(metrics_port, "/metrics")?;
+        if ready == 200 && healthy == 200 && metrics.contains("\ndlite_controller_leader 1\n") {
+            Ok(())
+        } else {
+            Err(format!("readyz {ready} ({body:?}), healthz {healthy}, metrics {metrics:?}"))
+        }
+    })
+    .await;
     let events: Api<k8s_openapi::api::events::v1::Event> = apps.api();
     wait_for("a ScalingReplicaSet event from the controller", Duration::from_secs(30), || async {
         let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
@@ -923,7 +978,7 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
     let help = Command::new(env!("CARGO_BIN_EXE_dlite-scheduler")).arg("--help").output().unwrap();
     let has_runtime_flags = String::from_utf8_lossy(&help.stdout).contains("--leader-elect");
     let sch_args = if has_runtime_flags {
-        local_args(sch_deploy)
+        local_args(sch_deploy, 0, 0)
     } else {
         eprintln!("note: dlite-scheduler has no --leader-elect yet; running it with --scheduler-name only");
         vec![format!("--scheduler-name={sched_name}")]
