@@ -23,9 +23,9 @@ unit-test: ## unit tests only (no cluster)
 build: ## the release binaries
 	cargo build --release --bins
 
-crd: ## regenerate crd/deploymentlite.yaml from the Rust types (and the chart's copy)
+crd: ## regenerate crd/deploymentlite.yaml from the Rust types (and the chart's copy, and deploy/deploymentlite.yaml)
 	cargo run --quiet --bin crdgen > crd/deploymentlite.yaml
-	@$(MAKE) --no-print-directory chart-crd
+	@$(MAKE) --no-print-directory deploy-manifests
 
 testenv-build: ## build (or find cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm
 	hack/testenv build
@@ -58,3 +58,8 @@ deploy-manifests: chart-crd ## regenerate deploy/deploymentlite.yaml: a Namespac
 	    '    pod-security.kubernetes.io/audit: restricted'; \
 	  $(HELM) template dlite charts/deploymentlite --namespace dlite-system --include-crds; \
 	} > deploy/deploymentlite.yaml.tmp && mv deploy/deploymentlite.yaml.tmp deploy/deploymentlite.yaml
+
+.PHONY: bench-scheduler
+bench-scheduler: ## dlite-scheduler vs kube-scheduler vs a raw binder on the local control plane (BENCH_ARGS=--quick for a short run)
+	cargo build --release --bin dlite-scheduler --bin dlite-bench-scheduler
+	eval "$$(hack/testenv up)" && target/release/dlite-bench-scheduler $(BENCH_ARGS)
