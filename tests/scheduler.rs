@@ -28,7 +28,8 @@ fn scheduler_name(ns: &TestNamespace) -> String {
 /// A dlite-scheduler answering to this test's scheduler name.
 fn start_scheduler(ns: &TestNamespace, tag: &str, extra: &[&str]) -> Process {
     let name = scheduler_name(ns);
-    let mut args = vec!["--scheduler-name", name.as_str()];
+    // Endpoints off: tests run many schedulers at once on one host.
+    let mut args = vec!["--scheduler-name", name.as_str(), "--metrics-bind-address", "0", "--health-probe-bind-address", "0"];
     args.extend_from_slice(extra);
     Process::start(env!("CARGO_BIN_EXE_dlite-scheduler"), &format!("{}-scheduler{tag}", ns.name), &args)
 }

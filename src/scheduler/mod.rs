@@ -27,8 +27,8 @@
 //! - [`rate_limit`]: the client-side QPS/burst token bucket.
 //!
 //! And the I/O, kept thin: [`binder`] (bindings, failure records, events),
-//! [`schedule_one`] (the loop that owns cache and queue) and [`run`]
-//! (clients, watches, shutdown).
+//! [`schedule_one`] (the loop that owns cache and queue), [`run`]
+//! (clients, watches, shutdown) and [`metrics`].
 
 pub mod binder;
 pub mod cache;
@@ -37,6 +37,7 @@ pub mod config;
 pub mod diagnosis;
 pub mod framework;
 pub mod labels;
+pub mod metrics;
 pub mod parallelize;
 pub mod plugins;
 pub mod quantity;

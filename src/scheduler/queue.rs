@@ -18,7 +18,7 @@
 //! Time is passed in, so the rules are unit-tested without waiting.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -142,6 +142,9 @@ pub struct SchedulingQueue {
     /// (time, generation, key): backoff expiry, or when an unschedulable
     /// pod is due for its periodic retry.
     timers: BinaryHeap<Reverse<(Instant, u64, PodKey)>>,
+    /// The unschedulable pods, so a cluster event looks at them only and
+    /// not at every queued pod.
+    unschedulable: HashSet<PodKey>,
     next_seq: u64,
     next_generation: u64,
 }
@@ -241,6 +244,7 @@ impl SchedulingQueue {
     /// anyone else's): it leaves the queue wherever it is.
     pub fn delete(&mut self, key: &str) -> Option<Location> {
         // Heap items of the removed entry become stale and are skipped.
+        self.unschedulable.remove(key);
         self.pods.remove(key).map(|e| e.location)
     }
 
@@ -279,6 +283,7 @@ impl SchedulingQueue {
             return;
         }
         entry.location = Location::Unschedulable { since: now };
+        self.unschedulable.insert(key.to_string());
         entry.last_failure = Some(now);
         entry.unschedulable_plugins = plugins;
         entry.generation = generation;
@@ -316,13 +321,14 @@ impl SchedulingQueue {
     /// many moved.
     pub fn move_for_event(&mut self, event: ClusterEvent, now: Instant) -> usize {
         let keys: Vec<PodKey> = self
-            .pods
+            .unschedulable
             .iter()
-            .filter(|(_, e)| {
-                matches!(e.location, Location::Unschedulable { .. })
-                    && event.may_help(&e.unschedulable_plugins)
+            .filter(|k| {
+                self.pods
+                    .get(*k)
+                    .is_some_and(|e| event.may_help(&e.unschedulable_plugins))
             })
-            .map(|(k, _)| k.clone())
+            .cloned()
             .collect();
         for key in &keys {
             self.move_to_active_or_backoff(key, now);
@@ -384,6 +390,7 @@ impl SchedulingQueue {
             return;
         };
         entry.location = Location::Active;
+        self.unschedulable.remove(key);
         entry.generation = generation;
         self.active.push(ActiveItem {
             priority: pod_priority(&entry.pod),
@@ -400,6 +407,7 @@ impl SchedulingQueue {
             return;
         };
         entry.location = Location::Backoff { until };
+        self.unschedulable.remove(key);
         entry.generation = generation;
         self.timers
             .push(Reverse((until, generation, key.to_string())));
@@ -540,6 +548,12 @@ mod tests {
             1
         );
         assert_eq!(q.location("default/taint"), Some(Location::Active));
+        assert!(q.unschedulable.is_empty(), "the index follows the pods out");
+        let p = q.pop().unwrap();
+        q.requeue_unschedulable(&p.key, plugins(&[names::TAINT_TOLERATION]), t);
+        q.delete(&p.key);
+        assert!(q.unschedulable.is_empty());
+        assert_eq!(q.move_for_event(ClusterEvent::NodeAdd, t), 0);
     }
 
     #[test]

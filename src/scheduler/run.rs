@@ -19,7 +19,7 @@ use super::framework::Framework;
 use super::parallelize::Parallelizer;
 use super::queue::QueueConfig;
 use super::rate_limit::RateLimitLayer;
-use super::schedule_one::{Io, LoopConfig, Msg, Scheduler};
+use super::schedule_one::{Io, LoopConfig, Msg, Observability, Scheduler};
 
 /// Event workers; each publishes one event at a time (see [`EventSink`]).
 const EVENT_SHARDS: usize = 16;
@@ -65,9 +65,11 @@ fn strip<K: kube::Resource>(event: watcher::Event<K>) -> watcher::Event<K> {
 
 /// Runs the scheduler until `shutdown` resolves, then stops taking new
 /// pods, waits briefly for bindings in flight and flushes queued events.
+/// Readiness is reported to `observe.health` once the caches are synced.
 pub async fn run(
     config: SchedulerConfig,
     kube_config: kube::Config,
+    observe: Observability,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     // Like kube-scheduler, events get a client (and token bucket) of their
@@ -143,6 +145,7 @@ pub async fn run(
             events,
             tx: tx.clone(),
         },
+        observe,
     );
     let mut schedule_loop = tokio::task::spawn_blocking(move || scheduler.run(rx));
 

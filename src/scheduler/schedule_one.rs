@@ -28,6 +28,7 @@ use super::cache::SchedulerCache;
 use super::cluster_event::ClusterEvent;
 use super::diagnosis::SchedulingDiagnosis;
 use super::framework::{FitError, Framework, schedule_pod_with};
+use super::metrics::{RESULT_ERROR, RESULT_SCHEDULED, RESULT_UNSCHEDULABLE, SchedulerMetrics};
 use super::parallelize::Parallelizer;
 use super::queue::{PodKey, QueueConfig, SchedulingQueue, pod_key};
 use super::snapshot::{assigned_node, is_terminal, node_name};
@@ -37,6 +38,8 @@ const FAILURE_WRITE_RETRY: Duration = Duration::from_millis(100);
 /// Longest wait for a message when nothing is due, so the loop logs its
 /// state now and then.
 const IDLE_TICK: Duration = Duration::from_secs(10);
+/// How often the queue gauges are refreshed (counting walks every pod).
+const QUEUE_METRICS_PERIOD: Duration = Duration::from_secs(1);
 /// How long shutdown waits for bindings already sent.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -63,6 +66,14 @@ pub struct Io {
     pub client: Client,
     pub events: EventSink,
     pub tx: Sender<Msg>,
+}
+
+/// What the loop reports to: metrics, and readiness once its caches are
+/// synced.
+#[derive(Clone)]
+pub struct Observability {
+    pub metrics: SchedulerMetrics,
+    pub health: Option<std::sync::Arc<crate::runtime::server::Health>>,
 }
 
 /// Loop settings.
@@ -128,6 +139,7 @@ pub struct Scheduler {
     cache: SchedulerCache,
     queue: SchedulingQueue,
     io: Io,
+    observe: Observability,
     next_start_index: usize,
     tie_breaker: TieBreaker,
     binds_in_flight: usize,
@@ -146,6 +158,7 @@ impl Scheduler {
         framework: Framework,
         parallelizer: Parallelizer,
         io: Io,
+        observe: Observability,
     ) -> Scheduler {
         Scheduler {
             queue: SchedulingQueue::new(config.queue),
@@ -154,6 +167,7 @@ impl Scheduler {
             parallelizer,
             cache: SchedulerCache::new(),
             io,
+            observe,
             next_start_index: 0,
             tie_breaker: TieBreaker::new(),
             binds_in_flight: 0,
@@ -175,6 +189,8 @@ impl Scheduler {
     /// briefly for bindings already sent.
     pub fn run(mut self, rx: Receiver<Msg>) {
         let mut last_log = Instant::now();
+        let mut last_metrics = Instant::now();
+        let mut was_synced = false;
         'outer: loop {
             loop {
                 match rx.try_recv() {
@@ -188,6 +204,17 @@ impl Scheduler {
             if now.duration_since(last_log) >= IDLE_TICK {
                 last_log = now;
                 self.log_state();
+            }
+            if now.duration_since(last_metrics) >= QUEUE_METRICS_PERIOD {
+                last_metrics = now;
+                self.observe.metrics.set_queue(self.queue.lengths());
+            }
+            if !was_synced && self.synced() {
+                was_synced = true;
+                tracing::info!(nodes = self.cache.node_count(), queued = self.queue.len(), "caches synced; scheduling");
+                if let Some(health) = &self.observe.health {
+                    health.set_ready(true, "caches synced; scheduling");
+                }
             }
             if self.synced()
                 && self.binds_in_flight < self.config.bind_concurrency
@@ -383,7 +410,10 @@ impl Scheduler {
         match outcome {
             // Stays assumed (and in flight in the queue) until the watch
             // shows the nodeName.
-            BindOutcome::Bound => self.scheduled += 1,
+            BindOutcome::Bound => {
+                self.scheduled += 1;
+                self.observe.metrics.bindings.inc();
+            }
             BindOutcome::AlreadyBound(message) => {
                 // Bound by someone else (or by our own earlier incarnation):
                 // the watch will bring the real node; never bind again.
@@ -403,6 +433,7 @@ impl Scheduler {
             }
             BindOutcome::Failed(message) => {
                 tracing::warn!(pod = %key, %message, "binding failed; retrying after backoff");
+                self.observe.metrics.attempt(RESULT_ERROR, 0.0);
                 if self.cache.forget_pod(&key) {
                     self.cluster_events(vec![ClusterEvent::AssignedPodDelete], now);
                 }
@@ -445,7 +476,9 @@ impl Scheduler {
             Ok(result) => {
                 self.next_start_index = result.next_start_index;
                 let node = result.suggested_host;
+                let cycle = now.elapsed().as_secs_f64();
                 if let Err(e) = self.cache.assume_pod(&pod, &node) {
+                    self.observe.metrics.attempt(RESULT_ERROR, cycle);
                     tracing::warn!(pod = %key, error = %e, "could not assume pod; retrying after backoff");
                     self.queue.requeue_backoff(&key, now);
                     return;
@@ -459,10 +492,14 @@ impl Scheduler {
                     cycle_us = now.elapsed().as_micros() as u64,
                     "assumed; binding"
                 );
+                self.observe.metrics.attempt(RESULT_SCHEDULED, cycle);
                 self.binds_in_flight += 1;
                 self.spawn_bind(key, pod, node);
             }
             Err(fit) => {
+                self.observe
+                    .metrics
+                    .attempt(RESULT_UNSCHEDULABLE, now.elapsed().as_secs_f64());
                 self.next_start_index = fit.next_start_index;
                 self.unschedulable += 1;
                 self.queue.requeue_unschedulable(
