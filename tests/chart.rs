@@ -673,7 +673,9 @@ async fn installs_under_restricted_pss_upgrades_to_ha_and_uninstalls_cleanly() {
     for o in &made {
         assert!(!exists(&client, &ns.name, o).await, "{} {} is still there after helm uninstall", kind(o), name(o));
     }
-    wait_for("nothing labelled with the release left (pods go by garbage collection)", Duration::from_secs(60), || async {
+    // Pods go by garbage collection and kwok's deletion stage: slower when
+    // other tests load the cluster.
+    wait_for("nothing labelled with the release left", Duration::from_secs(120), || async {
         let left = labelled_leftovers(&client, &ns.name, &release).await;
         if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
     })
@@ -979,8 +981,9 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
     // until then the flags it has.
     let help = Command::new(env!("CARGO_BIN_EXE_dlite-scheduler")).arg("--help").output().unwrap();
     let has_runtime_flags = String::from_utf8_lossy(&help.stdout).contains("--leader-elect");
+    let (sch_metrics, sch_health) = (support::dl::free_port(), support::dl::free_port());
     let sch_args = if has_runtime_flags {
-        local_args(sch_deploy, 0, 0)
+        local_args(sch_deploy, sch_metrics, sch_health)
     } else {
         eprintln!("note: dlite-scheduler has no --leader-elect yet; running it with --scheduler-name only");
         vec![format!("--scheduler-name={sched_name}")]
@@ -1018,6 +1021,17 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
         wait_for("the scheduler to hold its Lease", Duration::from_secs(30), || async {
             let holder = lease_holder(&client, &ns.name, &sch_lease).await?;
             if holder == sch_identity { Ok(()) } else { Err(format!("held by {holder}")) }
+        })
+        .await;
+        wait_for("the scheduler's /readyz and /healthz 200, /metrics served", Duration::from_secs(30), || async {
+            let (ready, body) = http_get(sch_health, "/readyz")?;
+            let (healthy, _) = http_get(sch_health, "/healthz")?;
+            let (metrics, _) = http_get(sch_metrics, "/metrics")?;
+            if (ready, healthy, metrics) == (200, 200, 200) {
+                Ok(())
+            } else {
+                Err(format!("readyz {ready} ({body:?}), healthz {healthy}, metrics {metrics}"))
+            }
         })
         .await;
     }
