@@ -258,3 +258,146 @@ async fn readyz_waits_for_the_caches() {
     let _ = child.wait();
     ns.cleanup().await;
 }
+
+struct SchedulerReplica {
+    process: Process,
+    identity: String,
+    metrics: u16,
+}
+
+fn start_scheduler_replica(ns: &TestNamespace, scheduler_name: &str, identity: &str) -> SchedulerReplica {
+    let metrics = free_port();
+    let m = format!("127.0.0.1:{metrics}");
+    let lease = LEASE_SECONDS.to_string();
+    let process = Process::start(
+        env!("CARGO_BIN_EXE_dlite-scheduler"),
+        &format!("{}-scheduler-{identity}", ns.name),
+        &[
+            "--scheduler-name",
+            scheduler_name,
+            "--leader-elect=true",
+            "--leader-election-namespace",
+            &ns.name,
+            "--leader-election-id",
+            scheduler_name,
+            "--lease-duration-seconds",
+            &lease,
+            "--identity",
+            identity,
+            "--metrics-bind-address",
+            &m,
+            "--health-probe-bind-address",
+            "127.0.0.1:0",
+        ],
+    );
+    SchedulerReplica { process, identity: identity.into(), metrics }
+}
+
+fn scheduler_leading(r: &SchedulerReplica) -> Option<bool> {
+    let (_, body) = http_get(r.metrics, "/metrics").ok()?;
+    metric(&body, "dlite_scheduler_leader").map(|v| v == 1.0)
+}
+
+async fn bound_pods(pods: &Api<k8s_openapi::api::core::v1::Pod>, app: &str) -> Result<usize, String> {
+    let list = pods.list(&kube::api::ListParams::default().labels(&format!("app={app}"))).await.map_err(|e| e.to_string())?;
+    Ok(list.items.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()).count())
+}
+
+/// Two dlite-scheduler replicas: exactly one binds; when it is killed the
+/// standby takes over within the lease duration and binds the pods that
+/// arrive after, each exactly once.
+#[tokio::test]
+async fn one_of_two_schedulers_leads_and_a_standby_takes_over() {
+    let ns = TestNamespace::new("t-sched-ha").await;
+    let name = format!("dlite-scheduler-{}", ns.name);
+    let a = start_scheduler_replica(&ns, &name, "sched-a");
+    let b = start_scheduler_replica(&ns, &name, "sched-b");
+    let leases: Api<Lease> = ns.api();
+    let first = wait_for("exactly one scheduler leading", Duration::from_secs(30), || async {
+        let holder = leases
+            .get_opt(&name)
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|l| l.spec?.holder_identity)
+            .ok_or("no holder yet")?;
+        match (scheduler_leading(&a), scheduler_leading(&b)) {
+            (Some(true), Some(false)) if holder == a.identity => Ok('a'),
+            (Some(false), Some(true)) if holder == b.identity => Ok('b'),
+            seen => Err(format!("holder {holder}, leading {seen:?}")),
+        }
+    })
+    .await;
+    let (mut leader, standby) = if first == 'a' { (a, b) } else { (b, a) };
+
+    let deploy = |app: &str, replicas: i32| -> k8s_openapi::api::apps::v1::Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": app},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": app}},
+                     "template": {"metadata": {"labels": {"app": app}},
+                                  "spec": {"schedulerName": name, "containers": [{"name": "c", "image": "busybox"}]}}}
+        }))
+        .unwrap()
+    };
+    let deploys: Api<k8s_openapi::api::apps::v1::Deployment> = ns.api();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = ns.api();
+    deploys.create(&PostParams::default(), &deploy("before", 6)).await.unwrap();
+    wait_for("6 pods bound by the leader", Duration::from_secs(60), || async {
+        match bound_pods(&pods, "before").await? {
+            6 => Ok(()),
+            n => Err(format!("{n} bound")),
+        }
+    })
+    .await;
+    let (_, standby_metrics) = http_get(standby.metrics, "/metrics").unwrap();
+    assert!(
+        !standby_metrics.contains("dlite_scheduler_schedule_attempts_total{"),
+        "the standby scheduled while not leading:\n{standby_metrics}"
+    );
+    let (_, leader_metrics) = http_get(leader.metrics, "/metrics").unwrap();
+    for series in [
+        "dlite_scheduler_schedule_attempts_total{result=\"scheduled\"}",
+        "dlite_scheduler_scheduling_attempt_duration_seconds_bucket",
+        "dlite_scheduler_bindings_total",
+        "dlite_scheduler_leader 1",
+    ] {
+        assert!(leader_metrics.contains(series), "/metrics lacks {series}:\n{leader_metrics}");
+    }
+
+    leader.process.kill();
+    let killed = Instant::now();
+    deploys.create(&PostParams::default(), &deploy("after", 6)).await.unwrap();
+    wait_for("the standby to take over", Duration::from_secs(LEASE_SECONDS * 3), || async {
+        match scheduler_leading(&standby) {
+            Some(true) => Ok(()),
+            seen => Err(format!("standby leading: {seen:?}")),
+        }
+    })
+    .await;
+    let handover = killed.elapsed();
+    assert!(handover <= Duration::from_secs(LEASE_SECONDS + 3), "handover took {handover:?}");
+    wait_for("the pods created after the kill bound by the new leader", Duration::from_secs(60), || async {
+        match bound_pods(&pods, "after").await? {
+            6 => Ok(()),
+            n => Err(format!("{n} bound")),
+        }
+    })
+    .await;
+    // Every pod got exactly one Scheduled event.
+    let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
+    let scheduled: Vec<String> = events
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Scheduled"))
+        .filter_map(|e| e.regarding.and_then(|r| r.name))
+        .collect();
+    let mut unique = scheduled.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), scheduled.len(), "a pod was scheduled twice: {scheduled:?}");
+    assert_eq!(unique.len(), 12, "{scheduled:?}");
+    drop(standby);
+    ns.cleanup().await;
+}
