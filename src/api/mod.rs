@@ -30,6 +30,8 @@ pub const CHANGE_CAUSE_ANNOTATION: &str = "kubernetes.io/change-cause";
 pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
 /// Desired state of a DeploymentLite; the same fields as apps/v1 DeploymentSpec.
+// Repeated `shortname` / `printcolumn` keys are how kube-derive takes lists.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "apps.dlite.dev",
