@@ -488,7 +488,7 @@ async fn measure(
     pid: Option<u32>,
 ) -> anyhow::Result<(Instant, f64, Option<f64>)> {
     // A warm-up pod proves the contender's caches are synced.
-    create_pod(&pods_api, &bench_pod("warmup", scheduler_name)).await?;
+    create_pod(pods_api, &bench_pod("warmup", scheduler_name)).await?;
     wait_bound(times, "warmup", 1, Duration::from_secs(180)).await.context("the warm-up pod was not bound")?;
 
     eprintln!("  creating {pods} pods");
