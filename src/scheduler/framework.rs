@@ -9,6 +9,7 @@
 //! answer as the sequential functions.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
@@ -136,6 +137,21 @@ impl CycleState {
 
     pub fn read<T: Any>(&self, key: &'static str) -> Option<&T> {
         self.data.get(key).and_then(|v| v.downcast_ref())
+    }
+
+    /// What a PreFilter/PreScore step stored under `key` (the part `field`
+    /// picks), or, when that step did not run (a caller using Filter or
+    /// Score alone), the same value computed now.
+    pub fn read_or_compute<'a, S: Any, T: Clone>(
+        &'a self,
+        key: &'static str,
+        field: impl FnOnce(&'a S) -> &'a T,
+        compute: impl FnOnce() -> T,
+    ) -> Cow<'a, T> {
+        match self.read::<S>(key) {
+            Some(s) => Cow::Borrowed(field(s)),
+            None => Cow::Owned(compute()),
+        }
     }
 
     pub fn skips_filter(&self, plugin: &str) -> bool {

@@ -244,14 +244,7 @@ impl PreFilterPlugin for NodeAffinity {
 
 impl FilterPlugin for NodeAffinity {
     fn filter(&self, state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> Status {
-        let computed;
-        let required = match state.read::<RequiredNodeAffinity>(PRE_FILTER_STATE_KEY) {
-            Some(r) => r,
-            None => {
-                computed = RequiredNodeAffinity::from_pod(pod);
-                &computed
-            }
-        };
+        let required = state.read_or_compute(PRE_FILTER_STATE_KEY, |r: &RequiredNodeAffinity| r, || RequiredNodeAffinity::from_pod(pod));
         if required.matches(&node_info.node) {
             Status::success()
         } else {
@@ -281,14 +274,7 @@ impl ScorePlugin for NodeAffinity {
     /// Raw score: the sum of the weights of the preferred terms the node
     /// matches.
     fn score(&self, state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> i64 {
-        let computed;
-        let preferred = match state.read::<PreScoreState>(PRE_SCORE_STATE_KEY) {
-            Some(s) => &s.preferred,
-            None => {
-                computed = preferred_terms(pod);
-                &computed
-            }
-        };
+        let preferred = state.read_or_compute(PRE_SCORE_STATE_KEY, |s: &PreScoreState| &s.preferred, || preferred_terms(pod));
         preferred
             .iter()
             .filter(|(_, term)| term.matches(&node_info.node))

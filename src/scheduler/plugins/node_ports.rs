@@ -38,14 +38,7 @@ impl PreFilterPlugin for NodePorts {
 
 impl FilterPlugin for NodePorts {
     fn filter(&self, state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> Status {
-        let computed;
-        let wanted = match state.read::<PreFilterState>(PRE_FILTER_STATE_KEY) {
-            Some(s) => &s.wanted,
-            None => {
-                computed = pod_host_ports(pod);
-                &computed
-            }
-        };
+        let wanted = state.read_or_compute(PRE_FILTER_STATE_KEY, |s: &PreFilterState| &s.wanted, || pod_host_ports(pod));
         if wanted
             .iter()
             .any(|p| node_info.used_ports.conflicts_with(p))
