@@ -36,11 +36,14 @@ fn metric(body: &str, name: &str) -> Option<f64> {
     body.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.trim().parse().ok()))
 }
 
+/// One replica of a component running with leader election.
 struct Replica {
     process: Process,
     identity: String,
     metrics: u16,
     health: u16,
+    /// The gauge that is 1 while it leads.
+    leader_series: &'static str,
 }
 
 fn start_replica(ns: &TestNamespace, identity: &str) -> Replica {
@@ -65,25 +68,20 @@ fn start_replica(ns: &TestNamespace, identity: &str) -> Replica {
             &h,
         ],
     );
-    Replica { process, identity: identity.into(), metrics, health }
+    Replica { process, identity: identity.into(), metrics, health, leader_series: "dlite_controller_leader" }
 }
 
 fn leading(r: &Replica) -> Option<bool> {
     let (_, body) = http_get(r.metrics, "/metrics").ok()?;
-    metric(&body, "dlite_controller_leader").map(|v| v == 1.0)
+    metric(&body, r.leader_series).map(|v| v == 1.0)
 }
 
-#[tokio::test]
-async fn one_of_two_controllers_leads_and_a_standby_takes_over_mid_rollout() {
-    let ns = TestNamespace::new("t-ha").await;
-    install_crd(&ns.client).await;
-    let a = start_replica(&ns, "ctrl-a");
-    let b = start_replica(&ns, "ctrl-b");
-    let leases: Api<Lease> = ns.api();
-
+/// Waits until exactly one of the two leads, by its metrics and by the
+/// Lease's holder; returns (leader, standby).
+async fn elect(leases: &Api<Lease>, lease: &str, a: Replica, b: Replica) -> (Replica, Replica) {
     let first = wait_for("exactly one leader", Duration::from_secs(30), || async {
         let holder = leases
-            .get_opt("dlite-controller")
+            .get_opt(lease)
             .await
             .map_err(|e| e.to_string())?
             .and_then(|l| l.spec?.holder_identity)
@@ -95,7 +93,38 @@ async fn one_of_two_controllers_leads_and_a_standby_takes_over_mid_rollout() {
         }
     })
     .await;
-    let (mut leader, standby) = if first == 'a' { (a, b) } else { (b, a) };
+    if first == 'a' { (a, b) } else { (b, a) }
+}
+
+/// Waits for the standby to lead after the leader was SIGKILLed at
+/// `killed`; the handover must take no longer than the lease duration (plus
+/// the watchdog's slack), and the Lease must name the standby.
+async fn wait_take_over(leases: &Api<Lease>, lease: &str, standby: &Replica, killed: Instant) {
+    wait_for("the standby to take over", Duration::from_secs(LEASE_SECONDS * 3), || async {
+        match leading(standby) {
+            Some(true) => Ok(()),
+            seen => Err(format!("standby leading: {seen:?}")),
+        }
+    })
+    .await;
+    let handover = killed.elapsed();
+    assert!(
+        handover <= Duration::from_secs(LEASE_SECONDS + 3),
+        "handover took {handover:?}, lease duration {LEASE_SECONDS}s"
+    );
+    let holder = leases.get(lease).await.unwrap().spec.unwrap().holder_identity;
+    assert_eq!(holder.as_deref(), Some(standby.identity.as_str()));
+}
+
+#[tokio::test]
+async fn one_of_two_controllers_leads_and_a_standby_takes_over_mid_rollout() {
+    let ns = TestNamespace::new("t-ha").await;
+    install_crd(&ns.client).await;
+    let a = start_replica(&ns, "ctrl-a");
+    let b = start_replica(&ns, "ctrl-b");
+    let leases: Api<Lease> = ns.api();
+
+    let (mut leader, standby) = elect(&leases, "dlite-controller", a, b).await;
 
     // Only the leader reconciles.
     let api: Api<DeploymentLite> = ns.api();
@@ -123,21 +152,7 @@ async fn one_of_two_controllers_leads_and_a_standby_takes_over_mid_rollout() {
     })
     .await;
     leader.process.kill();
-    let killed = Instant::now();
-    wait_for("the standby to take over", Duration::from_secs(LEASE_SECONDS * 3), || async {
-        match leading(&standby) {
-            Some(true) => Ok(()),
-            seen => Err(format!("standby leading: {seen:?}")),
-        }
-    })
-    .await;
-    let handover = killed.elapsed();
-    assert!(
-        handover <= Duration::from_secs(LEASE_SECONDS + 3),
-        "handover took {handover:?}, lease duration {LEASE_SECONDS}s"
-    );
-    let holder = leases.get("dlite-controller").await.unwrap().spec.unwrap().holder_identity;
-    assert_eq!(holder.as_deref(), Some(standby.identity.as_str()));
+    wait_take_over(&leases, "dlite-controller", &standby, Instant::now()).await;
 
     let dl = wait_complete(&api, "ha", ROLLOUT).await;
     let samples = sampler.finish().await;
@@ -259,15 +274,10 @@ async fn readyz_waits_for_the_caches() {
     ns.cleanup().await;
 }
 
-struct SchedulerReplica {
-    process: Process,
-    identity: String,
-    metrics: u16,
-}
-
-fn start_scheduler_replica(ns: &TestNamespace, scheduler_name: &str, identity: &str) -> SchedulerReplica {
-    let metrics = free_port();
+fn start_scheduler_replica(ns: &TestNamespace, scheduler_name: &str, identity: &str) -> Replica {
+    let (metrics, health) = (free_port(), free_port());
     let m = format!("127.0.0.1:{metrics}");
+    let h = format!("127.0.0.1:{health}");
     let lease = LEASE_SECONDS.to_string();
     let process = Process::start(
         env!("CARGO_BIN_EXE_dlite-scheduler"),
@@ -287,15 +297,10 @@ fn start_scheduler_replica(ns: &TestNamespace, scheduler_name: &str, identity: &
             "--metrics-bind-address",
             &m,
             "--health-probe-bind-address",
-            "127.0.0.1:0",
+            &h,
         ],
     );
-    SchedulerReplica { process, identity: identity.into(), metrics }
-}
-
-fn scheduler_leading(r: &SchedulerReplica) -> Option<bool> {
-    let (_, body) = http_get(r.metrics, "/metrics").ok()?;
-    metric(&body, "dlite_scheduler_leader").map(|v| v == 1.0)
+    Replica { process, identity: identity.into(), metrics, health, leader_series: "dlite_scheduler_leader" }
 }
 
 async fn bound_pods(pods: &Api<k8s_openapi::api::core::v1::Pod>, app: &str) -> Result<usize, String> {
@@ -313,21 +318,7 @@ async fn one_of_two_schedulers_leads_and_a_standby_takes_over() {
     let a = start_scheduler_replica(&ns, &name, "sched-a");
     let b = start_scheduler_replica(&ns, &name, "sched-b");
     let leases: Api<Lease> = ns.api();
-    let first = wait_for("exactly one scheduler leading", Duration::from_secs(30), || async {
-        let holder = leases
-            .get_opt(&name)
-            .await
-            .map_err(|e| e.to_string())?
-            .and_then(|l| l.spec?.holder_identity)
-            .ok_or("no holder yet")?;
-        match (scheduler_leading(&a), scheduler_leading(&b)) {
-            (Some(true), Some(false)) if holder == a.identity => Ok('a'),
-            (Some(false), Some(true)) if holder == b.identity => Ok('b'),
-            seen => Err(format!("holder {holder}, leading {seen:?}")),
-        }
-    })
-    .await;
-    let (mut leader, standby) = if first == 'a' { (a, b) } else { (b, a) };
+    let (mut leader, standby) = elect(&leases, &name, a, b).await;
 
     let deploy = |app: &str, replicas: i32| -> k8s_openapi::api::apps::v1::Deployment {
         serde_json::from_value(json!({
@@ -365,16 +356,9 @@ async fn one_of_two_schedulers_leads_and_a_standby_takes_over() {
 
     leader.process.kill();
     let killed = Instant::now();
+    // Created while no scheduler leads: the standby must pick them up.
     deploys.create(&PostParams::default(), &deploy("after", 6)).await.unwrap();
-    wait_for("the standby to take over", Duration::from_secs(LEASE_SECONDS * 3), || async {
-        match scheduler_leading(&standby) {
-            Some(true) => Ok(()),
-            seen => Err(format!("standby leading: {seen:?}")),
-        }
-    })
-    .await;
-    let handover = killed.elapsed();
-    assert!(handover <= Duration::from_secs(LEASE_SECONDS + 3), "handover took {handover:?}");
+    wait_take_over(&leases, &name, &standby, killed).await;
     wait_for("the pods created after the kill bound by the new leader", Duration::from_secs(60), || async {
         match bound_pods(&pods, "after").await? {
             6 => Ok(()),
