@@ -90,22 +90,15 @@ async fn the_rollout_lifecycle_through_kubectl_dlite() {
 
     // kubectl finds the plugin on PATH as `kubectl dlite`.
     let plugin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_kubectl-dlite")).parent().unwrap().to_path_buf();
-    let kubectl_bin = String::from_utf8(
-        Command::new(support::repo_root().join("hack/testenv")).arg("bin-dir").output().unwrap().stdout,
-    )
-    .unwrap();
-    let kubectl_bin = std::path::Path::new(kubectl_bin.trim()).join("kubectl");
-    if kubectl_bin.exists() {
-        let path = format!("{}:{}", plugin_dir.display(), std::env::var("PATH").unwrap_or_default());
-        let out = Command::new(&kubectl_bin)
-            .args(["dlite", "rollout", "status", name, "-n", n])
-            .env("PATH", path)
-            .env("KUBECONFIG", kubeconfig_path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "kubectl dlite: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("successfully rolled out"));
-    }
+    let path = format!("{}:{}", plugin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new(support::dl::kubectl_bin())
+        .args(["dlite", "rollout", "status", name, "-n", n])
+        .env("PATH", path)
+        .env("KUBECONFIG", kubeconfig_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "kubectl dlite: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("successfully rolled out"));
 
     // 2. Two new images: revisions 2 and 3.
     assert_eq!(ok(n, &["set", "image", &format!("dl/{name}"), "app=auto-serve:1.1.1"]), "deploymentlite.apps.dlite.dev/serve-deployment image updated\n");

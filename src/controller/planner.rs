@@ -418,7 +418,7 @@ impl<'a> Sync<'a> {
                 );
                 self.set_condition(c);
             }
-            self.annotate_deployment(revision, change_cause);
+            self.annotate_deployment(revision);
             return;
         }
         if !create {
@@ -427,13 +427,13 @@ impl<'a> Sync<'a> {
         self.create_new_rs(new_revision, change_cause);
     }
 
-    fn annotate_deployment(&mut self, revision: i64, change_cause: Option<String>) {
+    /// Mirrors the current revision on the object, as upstream does.
+    fn annotate_deployment(&mut self, revision: i64) {
         let mut want = BTreeMap::new();
         let have = self.dl.annotations();
         if have.get(REVISION_ANNOTATION) != Some(&revision.to_string()) {
             want.insert(REVISION_ANNOTATION.to_string(), revision.to_string());
         }
-        let _ = change_cause;
         if !want.is_empty() {
             self.actions.push(Action::AnnotateDeployment { annotations: want });
         }
@@ -510,7 +510,7 @@ impl<'a> Sync<'a> {
             );
             self.set_condition(c);
         }
-        self.annotate_deployment(revision, change_cause);
+        self.annotate_deployment(revision);
     }
 
     /// Section 6: Progressing=Unknown DeploymentPaused / DeploymentResumed.

@@ -1,7 +1,6 @@
 //! DeploymentLite helpers: the CRD, a controller process per test, object
 //! builders, and a sampler that checks rollout bounds while a rollout runs.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -224,10 +223,10 @@ impl Sampler {
     }
 }
 
-/// Runs kubectl (the test environment's, or the one on PATH for kind)
-/// against the cluster under test and returns its stdout.
-pub fn kubectl(args: &[&str]) -> String {
-    let bin = std::env::var("KUBECTL").unwrap_or_else(|_| {
+/// The kubectl to use: $KUBECTL, else the test environment's (1.36), else
+/// the one on PATH (a kind setup).
+pub fn kubectl_bin() -> String {
+    std::env::var("KUBECTL").unwrap_or_else(|_| {
         let out = std::process::Command::new(super::repo_root().join("hack/testenv")).arg("bin-dir").output();
         match out {
             Ok(o) if o.status.success() => {
@@ -237,7 +236,12 @@ pub fn kubectl(args: &[&str]) -> String {
             }
             _ => "kubectl".into(),
         }
-    });
+    })
+}
+
+/// Runs kubectl against the cluster under test and returns its stdout.
+pub fn kubectl(args: &[&str]) -> String {
+    let bin = kubectl_bin();
     let out = std::process::Command::new(&bin)
         .args(args)
         .env("KUBECONFIG", super::kubeconfig_path())
@@ -250,8 +254,4 @@ pub fn kubectl(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub fn annotations(rs: &ReplicaSet) -> BTreeMap<String, String> {
-    rs.annotations().clone()
 }
