@@ -8,5 +8,5 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod runtime;
-pub mod telemetry;
 pub mod scheduler;
+pub mod telemetry;

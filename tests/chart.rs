@@ -42,7 +42,10 @@ fn helm_bin() -> PathBuf {
     if let Some(h) = std::env::var_os("HELM").filter(|h| !h.is_empty()) {
         return PathBuf::from(h);
     }
-    if let Ok(out) = Command::new(repo_root().join("hack/testenv")).arg("helm-bin-dir").output() {
+    if let Ok(out) = Command::new(repo_root().join("hack/testenv"))
+        .arg("helm-bin-dir")
+        .output()
+    {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if out.status.success() && dir.join("helm").is_file() {
             return dir.join("helm");
@@ -60,7 +63,11 @@ struct Run {
 
 impl Run {
     fn expect_ok(self) -> Run {
-        assert!(self.ok, "`{}` failed:\n{}\n{}", self.cmd, self.stderr, self.stdout);
+        assert!(
+            self.ok,
+            "`{}` failed:\n{}\n{}",
+            self.cmd, self.stderr, self.stdout
+        );
         self
     }
 }
@@ -70,11 +77,18 @@ impl Run {
 fn helm(cluster: bool, args: &[&str]) -> Run {
     let bin = helm_bin();
     let mut cmd = Command::new(&bin);
-    cmd.args(args).current_dir(repo_root()).env_remove("KUBECONFIG");
+    cmd.args(args)
+        .current_dir(repo_root())
+        .env_remove("KUBECONFIG");
     if cluster {
         cmd.env("KUBECONFIG", kubeconfig_path());
     }
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {}: {e} (set $HELM or run hack/testenv build)", bin.display()));
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!(
+            "running {}: {e} (set $HELM or run hack/testenv build)",
+            bin.display()
+        )
+    });
     Run {
         ok: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -96,7 +110,8 @@ fn template(sets: &[&str]) -> Vec<Value> {
 fn docs(yaml: &str) -> Vec<Value> {
     serde_yaml::Deserializer::from_str(yaml)
         .map(|d| {
-            let v: serde_yaml::Value = serde::Deserialize::deserialize(d).expect("rendered YAML parses");
+            let v: serde_yaml::Value =
+                serde::Deserialize::deserialize(d).expect("rendered YAML parses");
             serde_json::to_value(v).unwrap()
         })
         .filter(|v| !v.is_null())
@@ -123,14 +138,23 @@ fn kinds(objs: &[Value]) -> BTreeMap<String, usize> {
 fn component<'a>(objs: &'a [Value], kind_: &str, component: &str) -> &'a Value {
     let found: Vec<&Value> = objs
         .iter()
-        .filter(|o| kind(o) == kind_ && o["metadata"]["labels"]["app.kubernetes.io/component"] == component)
+        .filter(|o| {
+            kind(o) == kind_ && o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+        })
         .collect();
-    assert_eq!(found.len(), 1, "expected one {kind_} for {component}, found {}", found.len());
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {kind_} for {component}, found {}",
+        found.len()
+    );
     found[0]
 }
 
 fn container(deploy: &Value) -> &Value {
-    let cs = deploy["spec"]["template"]["spec"]["containers"].as_array().expect("containers");
+    let cs = deploy["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
     assert_eq!(cs.len(), 1, "one container per Deployment");
     &cs[0]
 }
@@ -145,7 +169,8 @@ fn args(deploy: &Value) -> Vec<String> {
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().find_map(|a| a.strip_prefix(&format!("{name}=")))
+    args.iter()
+        .find_map(|a| a.strip_prefix(&format!("{name}=")))
 }
 
 /// Rules as a set of (apiGroup, resource, resourceName or "", verb): a
@@ -153,11 +178,17 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 fn rules(role: &Value) -> BTreeSet<(String, String, String, String)> {
     let mut set = BTreeSet::new();
     let strs = |v: &Value| -> Vec<String> {
-        v.as_array().map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect()).unwrap_or_default()
+        v.as_array()
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
     };
     for r in role["rules"].as_array().expect("rules") {
         let names = strs(&r["resourceNames"]);
-        let names = if names.is_empty() { vec![String::new()] } else { names };
+        let names = if names.is_empty() {
+            vec![String::new()]
+        } else {
+            names
+        };
         for g in strs(&r["apiGroups"]) {
             for res in strs(&r["resources"]) {
                 for n in &names {
@@ -173,17 +204,43 @@ fn rules(role: &Value) -> BTreeSet<(String, String, String, String)> {
 
 fn expand(spec: &[(&str, &str, &str, &[&str])]) -> BTreeSet<(String, String, String, String)> {
     spec.iter()
-        .flat_map(|(g, r, n, verbs)| verbs.iter().map(move |v| (g.to_string(), r.to_string(), n.to_string(), v.to_string())))
+        .flat_map(|(g, r, n, verbs)| {
+            verbs
+                .iter()
+                .map(move |v| (g.to_string(), r.to_string(), n.to_string(), v.to_string()))
+        })
         .collect()
 }
 
 /// What dlite-controller does against the API, and nothing more.
 fn controller_rules() -> BTreeSet<(String, String, String, String)> {
     expand(&[
-        ("apps.dlite.dev", "deploymentlites", "", &["get", "list", "watch", "update", "patch"]),
-        ("apps.dlite.dev", "deploymentlites/status", "", &["update", "patch"]),
-        ("apps.dlite.dev", "deploymentlites/finalizers", "", &["update"]),
-        ("apps", "replicasets", "", &["get", "list", "watch", "create", "update", "patch", "delete"]),
+        (
+            "apps.dlite.dev",
+            "deploymentlites",
+            "",
+            &["get", "list", "watch", "update", "patch"],
+        ),
+        (
+            "apps.dlite.dev",
+            "deploymentlites/status",
+            "",
+            &["update", "patch"],
+        ),
+        (
+            "apps.dlite.dev",
+            "deploymentlites/finalizers",
+            "",
+            &["update"],
+        ),
+        (
+            "apps",
+            "replicasets",
+            "",
+            &[
+                "get", "list", "watch", "create", "update", "patch", "delete",
+            ],
+        ),
         ("", "pods", "", &["get", "list", "watch"]),
         ("events.k8s.io", "events", "", &["create", "patch"]),
     ])
@@ -204,14 +261,24 @@ fn scheduler_rules() -> BTreeSet<(String, String, String, String)> {
 fn lease_rules(lease: &str) -> BTreeSet<(String, String, String, String)> {
     expand(&[
         ("coordination.k8s.io", "leases", "", &["create"]),
-        ("coordination.k8s.io", "leases", lease, &["get", "update", "patch", "watch"]),
+        (
+            "coordination.k8s.io",
+            "leases",
+            lease,
+            &["get", "update", "patch", "watch"],
+        ),
     ])
 }
 
 fn chart_app_version() -> String {
-    let chart: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(CHART).join("Chart.yaml")).unwrap()).unwrap();
-    chart["appVersion"].as_str().expect("appVersion").to_string()
+    let chart: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo_root().join(CHART).join("Chart.yaml")).unwrap(),
+    )
+    .unwrap();
+    chart["appVersion"]
+        .as_str()
+        .expect("appVersion")
+        .to_string()
 }
 
 // ---------------------------------------------------------------------------
@@ -220,7 +287,11 @@ fn chart_app_version() -> String {
 #[test]
 fn chart_lints_clean() {
     let run = helm(false, &["lint", "--strict", CHART]).expect_ok();
-    assert!(run.stdout.contains("1 chart(s) linted, 0 chart(s) failed"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("1 chart(s) linted, 0 chart(s) failed"),
+        "{}",
+        run.stdout
+    );
     // The high-availability values the README documents lint too.
     helm(
         false,
@@ -239,18 +310,46 @@ fn chart_lints_clean() {
 fn chart_crd_and_deploy_manifest_are_current() {
     let generated = std::fs::read(repo_root().join("crd/deploymentlite.yaml")).unwrap();
     let copy = std::fs::read(repo_root().join(CHART).join("crds/deploymentlite.yaml")).unwrap();
-    assert!(generated == copy, "charts/deploymentlite/crds/deploymentlite.yaml differs from crd/deploymentlite.yaml: run `make chart-crd`");
+    assert!(
+        generated == copy,
+        "charts/deploymentlite/crds/deploymentlite.yaml differs from crd/deploymentlite.yaml: run `make chart-crd`"
+    );
 
     // deploy/deploymentlite.yaml is a restricted Namespace, then exactly
     // what `helm template --include-crds` renders today.
-    let committed = std::fs::read_to_string(repo_root().join("deploy/deploymentlite.yaml")).unwrap();
-    let rendered = helm(false, &["template", "dlite", CHART, "--namespace", "dlite-system", "--include-crds"]).expect_ok().stdout;
-    let start = committed.find("---\n# Source: ").expect("deploy/deploymentlite.yaml has helm's output");
-    assert!(committed[start..] == rendered, "deploy/deploymentlite.yaml is stale: run `make deploy-manifests`");
+    let committed =
+        std::fs::read_to_string(repo_root().join("deploy/deploymentlite.yaml")).unwrap();
+    let rendered = helm(
+        false,
+        &[
+            "template",
+            "dlite",
+            CHART,
+            "--namespace",
+            "dlite-system",
+            "--include-crds",
+        ],
+    )
+    .expect_ok()
+    .stdout;
+    let start = committed
+        .find("---\n# Source: ")
+        .expect("deploy/deploymentlite.yaml has helm's output");
+    assert!(
+        committed[start..] == rendered,
+        "deploy/deploymentlite.yaml is stale: run `make deploy-manifests`"
+    );
     let objs = docs(&committed);
     assert_eq!(kind(&objs[0]), "Namespace");
-    assert_eq!(objs[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
-    assert_eq!(kind(&objs[1]), "CustomResourceDefinition", "the CRD comes before anything that needs it");
+    assert_eq!(
+        objs[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    assert_eq!(
+        kind(&objs[1]),
+        "CustomResourceDefinition",
+        "the CRD comes before anything that needs it"
+    );
 }
 
 #[test]
@@ -271,56 +370,117 @@ fn template_renders_every_object_with_the_expected_settings() {
     assert_eq!(kinds(&objs), expected, "the default rendering");
     for o in &objs {
         let labels = &o["metadata"]["labels"];
-        assert_eq!(labels["app.kubernetes.io/instance"], "dlite", "{} {} lacks the instance label", kind(o), name(o));
+        assert_eq!(
+            labels["app.kubernetes.io/instance"],
+            "dlite",
+            "{} {} lacks the instance label",
+            kind(o),
+            name(o)
+        );
         assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
         if matches!(kind(o), "ClusterRole" | "ClusterRoleBinding") {
-            assert!(name(o).starts_with("dlite-"), "cluster-scoped {} carries the release name", name(o));
+            assert!(
+                name(o).starts_with("dlite-"),
+                "cluster-scoped {} carries the release name",
+                name(o)
+            );
         } else {
-            assert_eq!(o["metadata"]["namespace"], "dlite-system", "{} {}", kind(o), name(o));
+            assert_eq!(
+                o["metadata"]["namespace"],
+                "dlite-system",
+                "{} {}",
+                kind(o),
+                name(o)
+            );
         }
     }
 
     let image = format!("ghcr.io/dlite-dev/deploymentlite:{}", chart_app_version());
     let mut commands = BTreeSet::new();
     for (comp, binary, requests, limits) in [
-        ("controller", "dlite-controller", json!({"cpu": "50m", "memory": "64Mi"}), json!({"cpu": "500m", "memory": "256Mi"})),
-        ("scheduler", "dlite-scheduler", json!({"cpu": "100m", "memory": "128Mi"}), json!({"cpu": "1", "memory": "512Mi"})),
+        (
+            "controller",
+            "dlite-controller",
+            json!({"cpu": "50m", "memory": "64Mi"}),
+            json!({"cpu": "500m", "memory": "256Mi"}),
+        ),
+        (
+            "scheduler",
+            "dlite-scheduler",
+            json!({"cpu": "100m", "memory": "128Mi"}),
+            json!({"cpu": "1", "memory": "512Mi"}),
+        ),
     ] {
         let d = component(&objs, "Deployment", comp);
         let c = container(d);
         let pod = &d["spec"]["template"]["spec"];
         assert_eq!(d["spec"]["replicas"], 1);
-        assert_eq!(c["image"], image.as_str(), "one image, tagged with appVersion");
+        assert_eq!(
+            c["image"],
+            image.as_str(),
+            "one image, tagged with appVersion"
+        );
         assert_eq!(c["imagePullPolicy"], "IfNotPresent");
         assert_eq!(c["command"], json!([format!("/usr/local/bin/{binary}")]));
         commands.insert(c["command"].to_string());
 
         let a = args(d);
         assert_eq!(flag(&a, "--leader-elect"), Some("true"), "{a:?}");
-        assert_eq!(flag(&a, "--leader-election-namespace"), Some("dlite-system"));
+        assert_eq!(
+            flag(&a, "--leader-election-namespace"),
+            Some("dlite-system")
+        );
         assert_eq!(flag(&a, "--lease-duration-seconds"), Some("15"));
         assert_eq!(flag(&a, "--metrics-bind-address"), Some("0.0.0.0:8080"));
-        assert_eq!(flag(&a, "--health-probe-bind-address"), Some("0.0.0.0:8081"));
+        assert_eq!(
+            flag(&a, "--health-probe-bind-address"),
+            Some("0.0.0.0:8081")
+        );
         assert_eq!(flag(&a, "--log-format"), Some("text"));
-        let lease = flag(&a, "--leader-election-id").expect("--leader-election-id").to_string();
+        let lease = flag(&a, "--leader-election-id")
+            .expect("--leader-election-id")
+            .to_string();
         assert_eq!(lease, format!("dlite-deploymentlite-{comp}"));
 
-        let env: BTreeMap<&str, &Value> =
-            c["env"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap(), e)).collect();
-        assert_eq!(env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
-        assert_eq!(env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace");
+        let env: BTreeMap<&str, &Value> = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap(), e))
+            .collect();
+        assert_eq!(
+            env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.name"
+        );
+        assert_eq!(
+            env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.namespace"
+        );
 
-        let ports: BTreeMap<&str, &Value> =
-            c["ports"].as_array().unwrap().iter().map(|p| (p["name"].as_str().unwrap(), &p["containerPort"])).collect();
+        let ports: BTreeMap<&str, &Value> = c["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap(), &p["containerPort"]))
+            .collect();
         assert_eq!(ports["metrics"], 8080);
         assert_eq!(ports["health"], 8081);
-        assert_eq!(c["livenessProbe"]["httpGet"], json!({"path": "/healthz", "port": "health"}));
-        assert_eq!(c["readinessProbe"]["httpGet"], json!({"path": "/readyz", "port": "health"}));
+        assert_eq!(
+            c["livenessProbe"]["httpGet"],
+            json!({"path": "/healthz", "port": "health"})
+        );
+        assert_eq!(
+            c["readinessProbe"]["httpGet"],
+            json!({"path": "/readyz", "port": "health"})
+        );
 
         // The restricted Pod Security Standard, at pod and container level.
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         assert_eq!(pod["securityContext"]["runAsUser"], 65532);
-        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
         assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
         assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
         assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
@@ -330,32 +490,84 @@ fn template_renders_every_object_with_the_expected_settings() {
         // RBAC: exactly the verbs the binary uses, bound to its own account.
         let sa = name(component(&objs, "ServiceAccount", comp)).to_string();
         assert_eq!(pod["serviceAccountName"], sa.as_str());
-        let want = if comp == "controller" { controller_rules() } else { scheduler_rules() };
-        assert_eq!(rules(component(&objs, "ClusterRole", comp)), want, "{comp} ClusterRole");
+        let want = if comp == "controller" {
+            controller_rules()
+        } else {
+            scheduler_rules()
+        };
+        assert_eq!(
+            rules(component(&objs, "ClusterRole", comp)),
+            want,
+            "{comp} ClusterRole"
+        );
         let crb = component(&objs, "ClusterRoleBinding", comp);
-        assert_eq!(crb["roleRef"]["name"], name(component(&objs, "ClusterRole", comp)));
-        assert_eq!(crb["subjects"], json!([{"kind": "ServiceAccount", "name": sa, "namespace": "dlite-system"}]));
+        assert_eq!(
+            crb["roleRef"]["name"],
+            name(component(&objs, "ClusterRole", comp))
+        );
+        assert_eq!(
+            crb["subjects"],
+            json!([{"kind": "ServiceAccount", "name": sa, "namespace": "dlite-system"}])
+        );
         let role = component(&objs, "Role", comp);
-        assert_eq!(rules(role), lease_rules(&lease), "{comp} leader-election Role: create, and the rest on its own Lease only");
+        assert_eq!(
+            rules(role),
+            lease_rules(&lease),
+            "{comp} leader-election Role: create, and the rest on its own Lease only"
+        );
         let rb = component(&objs, "RoleBinding", comp);
-        assert_eq!(rb["roleRef"], json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name(role)}));
-        assert_eq!(rb["subjects"], json!([{"kind": "ServiceAccount", "name": sa, "namespace": "dlite-system"}]));
+        assert_eq!(
+            rb["roleRef"],
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name(role)})
+        );
+        assert_eq!(
+            rb["subjects"],
+            json!([{"kind": "ServiceAccount", "name": sa, "namespace": "dlite-system"}])
+        );
 
         // The metrics Service selects this component's pods only.
         let svc = component(&objs, "Service", comp);
-        assert_eq!(svc["spec"]["ports"], json!([{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]));
+        assert_eq!(
+            svc["spec"]["ports"],
+            json!([{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}])
+        );
         assert_eq!(svc["spec"]["selector"]["app.kubernetes.io/component"], comp);
-        assert_eq!(svc["spec"]["selector"], d["spec"]["selector"]["matchLabels"]);
+        assert_eq!(
+            svc["spec"]["selector"],
+            d["spec"]["selector"]["matchLabels"]
+        );
     }
-    assert_eq!(commands.len(), 2, "the two Deployments run different commands");
+    assert_eq!(
+        commands.len(),
+        2,
+        "the two Deployments run different commands"
+    );
     let sched = args(component(&objs, "Deployment", "scheduler"));
     assert_eq!(flag(&sched, "--scheduler-name"), Some("dlite-scheduler"));
-    assert_eq!(flag(&sched, "--config"), None, "no --config unless scheduler.config is set");
-    assert_eq!(flag(&args(component(&objs, "Deployment", "controller")), "--namespace"), None, "all namespaces by default");
+    assert_eq!(
+        flag(&sched, "--config"),
+        None,
+        "no --config unless scheduler.config is set"
+    );
+    assert_eq!(
+        flag(
+            &args(component(&objs, "Deployment", "controller")),
+            "--namespace"
+        ),
+        None,
+        "all namespaces by default"
+    );
 
     // --include-crds adds the CRD, byte for byte the generated one.
-    let with_crds = docs(&helm(false, &["template", "dlite", CHART, "--include-crds"]).expect_ok().stdout);
-    let crd = with_crds.iter().find(|o| kind(o) == "CustomResourceDefinition").expect("the CRD");
+    let with_crds = docs(
+        &helm(false, &["template", "dlite", CHART, "--include-crds"])
+            .expect_ok()
+            .stdout,
+    );
+    let crd = with_crds
+        .iter()
+        .find(|o| kind(o) == "CustomResourceDefinition")
+        .expect("the CRD");
     assert_eq!(name(crd), CRD_NAME);
 }
 
@@ -389,34 +601,64 @@ fn template_renders_the_optional_objects_when_asked() {
     let sch = component(&objs, "Deployment", "scheduler");
     for d in [ctl, sch] {
         assert_eq!(d["spec"]["replicas"], 2);
-        assert_eq!(container(d)["image"], "ghcr.io/dlite-dev/deploymentlite:v9.9.9");
+        assert_eq!(
+            container(d)["image"],
+            "ghcr.io/dlite-dev/deploymentlite:v9.9.9"
+        );
         assert_eq!(container(d)["imagePullPolicy"], "Never");
         assert_eq!(flag(&args(d), "--log-format"), Some("json"));
         assert_eq!(flag(&args(d), "--lease-duration-seconds"), Some("30"));
     }
     let ca = args(ctl);
     assert_eq!(flag(&ca, "--namespace"), Some("apps"));
-    assert_eq!(ca.last().map(String::as_str), Some("--extra=1"), "extra args come last");
-    assert_eq!(ctl["spec"]["template"]["spec"]["nodeSelector"], json!({"role": "infra"}));
-    assert_eq!(sch["spec"]["template"]["spec"]["tolerations"], json!([{"key": "dedicated", "operator": "Exists"}]));
+    assert_eq!(
+        ca.last().map(String::as_str),
+        Some("--extra=1"),
+        "extra args come last"
+    );
+    assert_eq!(
+        ctl["spec"]["template"]["spec"]["nodeSelector"],
+        json!({"role": "infra"})
+    );
+    assert_eq!(
+        sch["spec"]["template"]["spec"]["tolerations"],
+        json!([{"key": "dedicated", "operator": "Exists"}])
+    );
 
     let sa = args(sch);
     assert_eq!(flag(&sa, "--scheduler-name"), Some("batch-scheduler"));
-    assert_eq!(flag(&sa, "--config"), Some("/etc/dlite-scheduler/config.yaml"));
+    assert_eq!(
+        flag(&sa, "--config"),
+        Some("/etc/dlite-scheduler/config.yaml")
+    );
     let cm = objs.iter().find(|o| kind(o) == "ConfigMap").unwrap();
-    let file: Value =
-        serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(cm["data"]["config.yaml"].as_str().unwrap()).unwrap())
-            .unwrap();
-    assert_eq!(file, json!({"parallelism": 2, "pluginWeights": {"ImageLocality": 0}}));
+    let file: Value = serde_json::to_value(
+        serde_yaml::from_str::<serde_yaml::Value>(cm["data"]["config.yaml"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        file,
+        json!({"parallelism": 2, "pluginWeights": {"ImageLocality": 0}})
+    );
     let pod = &sch["spec"]["template"]["spec"];
     assert_eq!(pod["volumes"][0]["configMap"]["name"], name(cm));
-    assert_eq!(container(sch)["volumeMounts"][0]["mountPath"], "/etc/dlite-scheduler");
-    assert!(sch["spec"]["template"]["metadata"]["annotations"]["checksum/config"].is_string(), "a config change rolls the pods");
+    assert_eq!(
+        container(sch)["volumeMounts"][0]["mountPath"],
+        "/etc/dlite-scheduler"
+    );
+    assert!(
+        sch["spec"]["template"]["metadata"]["annotations"]["checksum/config"].is_string(),
+        "a config change rolls the pods"
+    );
 
     for comp in ["controller", "scheduler"] {
         let pdb = component(&objs, "PodDisruptionBudget", comp);
         assert_eq!(pdb["spec"]["maxUnavailable"], 1);
-        assert_eq!(pdb["spec"]["selector"]["matchLabels"], component(&objs, "Deployment", comp)["spec"]["selector"]["matchLabels"]);
+        assert_eq!(
+            pdb["spec"]["selector"]["matchLabels"],
+            component(&objs, "Deployment", comp)["spec"]["selector"]["matchLabels"]
+        );
     }
     let sm = objs.iter().find(|o| kind(o) == "ServiceMonitor").unwrap();
     assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
@@ -425,47 +667,105 @@ fn template_renders_the_optional_objects_when_asked() {
     for comp in ["controller", "scheduler"] {
         let labels = &component(&objs, "Service", comp)["metadata"]["labels"];
         for (k, v) in selector {
-            assert_eq!(&labels[k], v, "the ServiceMonitor selects the {comp} metrics Service");
+            assert_eq!(
+                &labels[k], v,
+                "the ServiceMonitor selects the {comp} metrics Service"
+            );
         }
     }
 
     // Components can be left out; their RBAC goes with them.
     let only_controller = template(&["scheduler.enabled=false"]);
-    assert!(only_controller.iter().all(|o| o["metadata"]["labels"]["app.kubernetes.io/component"] != "scheduler"));
+    assert!(
+        only_controller
+            .iter()
+            .all(|o| o["metadata"]["labels"]["app.kubernetes.io/component"] != "scheduler")
+    );
     assert_eq!(kinds(&only_controller).get("Deployment"), Some(&1));
 }
 
 #[test]
 fn schema_rejects_bad_values_naming_the_field() {
     let cases: &[(&str, &str)] = &[
-        ("controller.replicas=-1", "at '/controller/replicas': minimum: got -1, want 0"),
-        ("scheduler.replicas=two", "at '/scheduler/replicas': got string, want integer"),
-        ("logFormat=xml", "at '/logFormat': value must be one of 'text', 'json'"),
-        ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'"),
-        ("leaderElection.leaseDurationSeconds=2", "at '/leaderElection/leaseDurationSeconds': minimum: got 2, want 3"),
-        ("controller.resources.limits.cpu=lots", "at '/controller/resources/limits/cpu'"),
-        ("controller.resources.request.cpu=1", "at '/controller/resources': additional properties 'request' not allowed"),
-        ("controller.replica=2", "at '/controller': additional properties 'replica' not allowed"),
-        ("scheduler.schedulerName=Not_Valid", "at '/scheduler/schedulerName'"),
-        ("scheduler.config.parallelism=0", "at '/scheduler/config/parallelism': minimum: got 0, want 1"),
-        ("scheduler.config.pluginWeights.Foo=1", "at '/scheduler/config/pluginWeights': additional properties 'Foo' not allowed"),
-        ("controller.extraArgs[0]=oops", "at '/controller/extraArgs/0'"),
+        (
+            "controller.replicas=-1",
+            "at '/controller/replicas': minimum: got -1, want 0",
+        ),
+        (
+            "scheduler.replicas=two",
+            "at '/scheduler/replicas': got string, want integer",
+        ),
+        (
+            "logFormat=xml",
+            "at '/logFormat': value must be one of 'text', 'json'",
+        ),
+        (
+            "image.pullPolicy=Sometimes",
+            "at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'",
+        ),
+        (
+            "leaderElection.leaseDurationSeconds=2",
+            "at '/leaderElection/leaseDurationSeconds': minimum: got 2, want 3",
+        ),
+        (
+            "controller.resources.limits.cpu=lots",
+            "at '/controller/resources/limits/cpu'",
+        ),
+        (
+            "controller.resources.request.cpu=1",
+            "at '/controller/resources': additional properties 'request' not allowed",
+        ),
+        (
+            "controller.replica=2",
+            "at '/controller': additional properties 'replica' not allowed",
+        ),
+        (
+            "scheduler.schedulerName=Not_Valid",
+            "at '/scheduler/schedulerName'",
+        ),
+        (
+            "scheduler.config.parallelism=0",
+            "at '/scheduler/config/parallelism': minimum: got 0, want 1",
+        ),
+        (
+            "scheduler.config.pluginWeights.Foo=1",
+            "at '/scheduler/config/pluginWeights': additional properties 'Foo' not allowed",
+        ),
+        (
+            "controller.extraArgs[0]=oops",
+            "at '/controller/extraArgs/0'",
+        ),
     ];
     for (set, message) in cases {
         let run = helm(false, &["template", "dlite", CHART, "--set", set]);
         assert!(!run.ok, "--set {set} was accepted");
         assert!(
-            run.stderr.contains("values don't meet the specifications of the schema") && run.stderr.contains(message),
+            run.stderr
+                .contains("values don't meet the specifications of the schema")
+                && run.stderr.contains(message),
             "--set {set}: expected {message:?} in:\n{}",
             run.stderr
         );
     }
     // What the schema cannot say, the templates do.
-    let run = helm(false, &["template", "dlite", CHART, "--set", "controller.replicas=2,leaderElection.enabled=false"]);
+    let run = helm(
+        false,
+        &[
+            "template",
+            "dlite",
+            CHART,
+            "--set",
+            "controller.replicas=2,leaderElection.enabled=false",
+        ],
+    );
     assert!(!run.ok && run.stderr.contains("controller.replicas: Invalid value: 2: more than one replica needs leaderElection.enabled=true"), "{}", run.stderr);
     // Good values pass: 0 replicas (scaled down) and the documented HA setup.
     template(&["controller.replicas=0"]);
-    template(&["controller.replicas=2", "scheduler.replicas=2", "controller.resources.limits.cpu=1.5"]);
+    template(&[
+        "controller.replicas=2",
+        "scheduler.replicas=2",
+        "controller.resources.limits.cpu=1.5",
+    ]);
 }
 
 // ---------------------------------------------------------------------------
@@ -503,13 +803,29 @@ fn scheduler_name(release: &str) -> String {
 fn isolated(ns: &TestNamespace, release: &str) -> Vec<String> {
     let mut sets = vec![
         "--set".to_string(),
-        format!("controller.watchNamespace={},scheduler.schedulerName={}", ns.name, scheduler_name(release)),
+        format!(
+            "controller.watchNamespace={},scheduler.schedulerName={}",
+            ns.name,
+            scheduler_name(release)
+        ),
     ];
-    if let Some(image) = std::env::var("DLITE_CHART_IMAGE").ok().filter(|i| !i.is_empty()) {
-        let (repo, tag) = image.rsplit_once(':').filter(|(_, t)| !t.contains('/')).unwrap_or((&image, "latest"));
-        sets.extend(["--set".to_string(), format!("image.repository={repo},image.tag={tag}")]);
+    if let Some(image) = std::env::var("DLITE_CHART_IMAGE")
+        .ok()
+        .filter(|i| !i.is_empty())
+    {
+        let (repo, tag) = image
+            .rsplit_once(':')
+            .filter(|(_, t)| !t.contains('/'))
+            .unwrap_or((&image, "latest"));
+        sets.extend([
+            "--set".to_string(),
+            format!("image.repository={repo},image.tag={tag}"),
+        ]);
     }
-    if let Some(policy) = std::env::var("DLITE_CHART_PULL_POLICY").ok().filter(|p| !p.is_empty()) {
+    if let Some(policy) = std::env::var("DLITE_CHART_PULL_POLICY")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
         sets.extend(["--set".to_string(), format!("image.pullPolicy={policy}")]);
     }
     sets
@@ -532,30 +848,55 @@ fn install(ns: &TestNamespace, release: &str, extra: &[&str]) -> Run {
 async fn assert_running(ns: &TestNamespace, release: &str, replicas: i32) {
     let sel = format!("app.kubernetes.io/instance={release}");
     let deploys: Api<Deployment> = ns.api();
-    wait_for("both Deployments Available with every replica", Duration::from_secs(90), || async {
-        let list = deploys.list(&ListParams::default().labels(&sel)).await.map_err(|e| e.to_string())?;
-        let seen: Vec<String> = list
-            .items
-            .iter()
-            .map(|d| {
-                let st = d.status.clone().unwrap_or_default();
-                let available = st.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Available" && c.status == "True");
-                format!("{} available={available} {}/{replicas}", d.name_any(), st.available_replicas.unwrap_or(0))
-            })
-            .collect();
-        let done = list.items.len() == 2
-            && list.items.iter().all(|d| {
-                let st = d.status.clone().unwrap_or_default();
-                st.available_replicas == Some(replicas)
-                    && st.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Available" && c.status == "True")
-            });
-        if done { Ok(()) } else { Err(seen.join(", ")) }
-    })
+    wait_for(
+        "both Deployments Available with every replica",
+        Duration::from_secs(90),
+        || async {
+            let list = deploys
+                .list(&ListParams::default().labels(&sel))
+                .await
+                .map_err(|e| e.to_string())?;
+            let seen: Vec<String> = list
+                .items
+                .iter()
+                .map(|d| {
+                    let st = d.status.clone().unwrap_or_default();
+                    let available = st
+                        .conditions
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Available" && c.status == "True");
+                    format!(
+                        "{} available={available} {}/{replicas}",
+                        d.name_any(),
+                        st.available_replicas.unwrap_or(0)
+                    )
+                })
+                .collect();
+            let done = list.items.len() == 2
+                && list.items.iter().all(|d| {
+                    let st = d.status.clone().unwrap_or_default();
+                    st.available_replicas == Some(replicas)
+                        && st
+                            .conditions
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|c| c.type_ == "Available" && c.status == "True")
+                });
+            if done { Ok(()) } else { Err(seen.join(", ")) }
+        },
+    )
     .await;
 
     let rss: Api<ReplicaSet> = ns.api();
-    let rs_names: BTreeSet<String> =
-        rss.list(&ListParams::default().labels(&sel)).await.unwrap().items.iter().map(|r| r.name_any()).collect();
+    let rs_names: BTreeSet<String> = rss
+        .list(&ListParams::default().labels(&sel))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| r.name_any())
+        .collect();
     assert!(rs_names.len() >= 2, "{rs_names:?}");
     let events: Api<Event> = ns.api();
     let failed: Vec<String> = events
@@ -565,19 +906,44 @@ async fn assert_running(ns: &TestNamespace, release: &str, replicas: i32) {
         .items
         .iter()
         .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
-        .map(|e| format!("{}: {}", e.involved_object.name.clone().unwrap_or_default(), e.message.clone().unwrap_or_default()))
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.involved_object.name.clone().unwrap_or_default(),
+                e.message.clone().unwrap_or_default()
+            )
+        })
         .collect();
     assert!(failed.is_empty(), "pods were refused: {failed:?}");
 
     let pods: Api<Pod> = ns.api();
-    let list = pods.list(&ListParams::default().labels(&sel)).await.unwrap();
-    assert_eq!(list.items.len(), 2 * replicas as usize, "pods: {:?}", list.items.iter().map(|p| p.name_any()).collect::<Vec<_>>());
+    let list = pods
+        .list(&ListParams::default().labels(&sel))
+        .await
+        .unwrap();
+    assert_eq!(
+        list.items.len(),
+        2 * replicas as usize,
+        "pods: {:?}",
+        list.items.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+    );
     for p in &list.items {
         let spec = p.spec.as_ref().unwrap();
-        assert_eq!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Running"), "pod {}", p.name_any());
+        assert_eq!(
+            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Running"),
+            "pod {}",
+            p.name_any()
+        );
         let psc = spec.security_context.as_ref().expect("pod securityContext");
-        assert_eq!((psc.run_as_non_root, psc.run_as_user), (Some(true), Some(65532)));
-        let csc = spec.containers[0].security_context.as_ref().expect("container securityContext");
+        assert_eq!(
+            (psc.run_as_non_root, psc.run_as_user),
+            (Some(true), Some(65532))
+        );
+        let csc = spec.containers[0]
+            .security_context
+            .as_ref()
+            .expect("container securityContext");
         assert_eq!(csc.allow_privilege_escalation, Some(false));
         assert_eq!(csc.read_only_root_filesystem, Some(true));
     }
@@ -602,7 +968,17 @@ async fn labelled_leftovers(client: &Client, ns: &str, release: &str) -> Vec<Str
             }
         )*};
     }
-    namespaced!(Deployment, ReplicaSet, Pod, ServiceAccount, Service, Role, RoleBinding, ConfigMap, PodDisruptionBudget);
+    namespaced!(
+        Deployment,
+        ReplicaSet,
+        Pod,
+        ServiceAccount,
+        Service,
+        Role,
+        RoleBinding,
+        ConfigMap,
+        PodDisruptionBudget
+    );
     cluster!(ClusterRole, ClusterRoleBinding);
     left
 }
@@ -611,15 +987,42 @@ async fn labelled_leftovers(client: &Client, ns: &str, release: &str) -> Vec<Str
 async fn exists(client: &Client, ns: &str, obj: &Value) -> bool {
     let n = name(obj);
     let found = match kind(obj) {
-        "Deployment" => Api::<Deployment>::namespaced(client.clone(), ns).get_opt(n).await.map(|o| o.is_some()),
-        "ServiceAccount" => Api::<ServiceAccount>::namespaced(client.clone(), ns).get_opt(n).await.map(|o| o.is_some()),
-        "Service" => Api::<Service>::namespaced(client.clone(), ns).get_opt(n).await.map(|o| o.is_some()),
-        "Role" => Api::<Role>::namespaced(client.clone(), ns).get_opt(n).await.map(|o| o.is_some()),
-        "RoleBinding" => Api::<RoleBinding>::namespaced(client.clone(), ns).get_opt(n).await.map(|o| o.is_some()),
-        "ConfigMap" => Api::<ConfigMap>::namespaced(client.clone(), ns).get_opt(n).await.map(|o| o.is_some()),
-        "PodDisruptionBudget" => Api::<PodDisruptionBudget>::namespaced(client.clone(), ns).get_opt(n).await.map(|o| o.is_some()),
-        "ClusterRole" => Api::<ClusterRole>::all(client.clone()).get_opt(n).await.map(|o| o.is_some()),
-        "ClusterRoleBinding" => Api::<ClusterRoleBinding>::all(client.clone()).get_opt(n).await.map(|o| o.is_some()),
+        "Deployment" => Api::<Deployment>::namespaced(client.clone(), ns)
+            .get_opt(n)
+            .await
+            .map(|o| o.is_some()),
+        "ServiceAccount" => Api::<ServiceAccount>::namespaced(client.clone(), ns)
+            .get_opt(n)
+            .await
+            .map(|o| o.is_some()),
+        "Service" => Api::<Service>::namespaced(client.clone(), ns)
+            .get_opt(n)
+            .await
+            .map(|o| o.is_some()),
+        "Role" => Api::<Role>::namespaced(client.clone(), ns)
+            .get_opt(n)
+            .await
+            .map(|o| o.is_some()),
+        "RoleBinding" => Api::<RoleBinding>::namespaced(client.clone(), ns)
+            .get_opt(n)
+            .await
+            .map(|o| o.is_some()),
+        "ConfigMap" => Api::<ConfigMap>::namespaced(client.clone(), ns)
+            .get_opt(n)
+            .await
+            .map(|o| o.is_some()),
+        "PodDisruptionBudget" => Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
+            .get_opt(n)
+            .await
+            .map(|o| o.is_some()),
+        "ClusterRole" => Api::<ClusterRole>::all(client.clone())
+            .get_opt(n)
+            .await
+            .map(|o| o.is_some()),
+        "ClusterRoleBinding" => Api::<ClusterRoleBinding>::all(client.clone())
+            .get_opt(n)
+            .await
+            .map(|o| o.is_some()),
         other => panic!("the release has a {other} this test does not know how to look up"),
     };
     found.expect("looking up an object of the release")
@@ -634,7 +1037,10 @@ async fn installs_under_restricted_pss_upgrades_to_ha_and_uninstalls_cleanly() {
 
     let run = install(&ns, &release, &["--wait", "--timeout", "120s"]);
     let out = format!("{}{}", run.stdout, run.stderr);
-    assert!(!out.contains("PodSecurity"), "the API server warned about Pod Security:\n{out}");
+    assert!(
+        !out.contains("PodSecurity"),
+        "the API server warned about Pod Security:\n{out}"
+    );
     assert_running(&ns, &release, 1).await;
 
     // The documented high-availability setup, as an upgrade: two replicas
@@ -648,42 +1054,102 @@ async fn installs_under_restricted_pss_upgrades_to_ha_and_uninstalls_cleanly() {
         ],
     )
     .expect_ok();
-    assert!(!format!("{}{}", run.stdout, run.stderr).contains("PodSecurity"), "{}", run.stderr);
+    assert!(
+        !format!("{}{}", run.stdout, run.stderr).contains("PodSecurity"),
+        "{}",
+        run.stderr
+    );
     assert_running(&ns, &release, 2).await;
     let pdbs: Api<PodDisruptionBudget> = ns.api();
-    assert_eq!(pdbs.list(&ListParams::default()).await.unwrap().items.len(), 2);
+    assert_eq!(
+        pdbs.list(&ListParams::default()).await.unwrap().items.len(),
+        2
+    );
 
     // Everything the release made, by name from its manifest.
-    let manifest = docs(&helm(true, &["get", "manifest", &release, "--namespace", &ns.name]).expect_ok().stdout);
+    let manifest = docs(
+        &helm(
+            true,
+            &["get", "manifest", &release, "--namespace", &ns.name],
+        )
+        .expect_ok()
+        .stdout,
+    );
     let mut made: Vec<&Value> = manifest.iter().collect();
     made.sort_by_key(|o| (kind(o).to_string(), name(o).to_string()));
     let kinds_made: BTreeSet<&str> = made.iter().map(|o| kind(o)).collect();
     assert_eq!(
         kinds_made,
         BTreeSet::from([
-            "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+            "Service",
             "ServiceAccount"
         ])
     );
     for o in &made {
-        assert!(exists(&client, &ns.name, o).await, "{} {} was not created", kind(o), name(o));
+        assert!(
+            exists(&client, &ns.name, o).await,
+            "{} {} was not created",
+            kind(o),
+            name(o)
+        );
     }
 
-    helm(true, &["uninstall", &release, "--namespace", &ns.name, "--wait", "--timeout", "120s"]).expect_ok();
+    helm(
+        true,
+        &[
+            "uninstall",
+            &release,
+            "--namespace",
+            &ns.name,
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+    )
+    .expect_ok();
     for o in &made {
-        assert!(!exists(&client, &ns.name, o).await, "{} {} is still there after helm uninstall", kind(o), name(o));
+        assert!(
+            !exists(&client, &ns.name, o).await,
+            "{} {} is still there after helm uninstall",
+            kind(o),
+            name(o)
+        );
     }
     // Pods go by garbage collection and kwok's deletion stage: slower when
     // other tests load the cluster.
-    wait_for("nothing labelled with the release left", Duration::from_secs(120), || async {
-        let left = labelled_leftovers(&client, &ns.name, &release).await;
-        if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
-    })
+    wait_for(
+        "nothing labelled with the release left",
+        Duration::from_secs(120),
+        || async {
+            let left = labelled_leftovers(&client, &ns.name, &release).await;
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    )
     .await;
     let status = helm(true, &["status", &release, "--namespace", &ns.name]);
-    assert!(!status.ok && status.stderr.contains("not found"), "{}", status.stderr);
-    let crd = Api::<CustomResourceDefinition>::all(client.clone()).get_opt(CRD_NAME).await.unwrap();
-    assert!(crd.is_some_and(|c| c.metadata.deletion_timestamp.is_none()), "helm uninstall must keep the CRD");
+    assert!(
+        !status.ok && status.stderr.contains("not found"),
+        "{}",
+        status.stderr
+    );
+    let crd = Api::<CustomResourceDefinition>::all(client.clone())
+        .get_opt(CRD_NAME)
+        .await
+        .unwrap();
+    assert!(
+        crd.is_some_and(|c| c.metadata.deletion_timestamp.is_none()),
+        "helm uninstall must keep the CRD"
+    );
 
     ns.cleanup().await;
 }
@@ -699,26 +1165,60 @@ async fn a_pod_security_violation_would_be_seen() {
     let run = install(
         &ns,
         &release,
-        &["--set", "containerSecurityContext.allowPrivilegeEscalation=true", "--set", "scheduler.enabled=false"],
+        &[
+            "--set",
+            "containerSecurityContext.allowPrivilegeEscalation=true",
+            "--set",
+            "scheduler.enabled=false",
+        ],
     );
     assert!(
-        run.stderr.contains("would violate PodSecurity") && run.stderr.contains("allowPrivilegeEscalation != false"),
+        run.stderr.contains("would violate PodSecurity")
+            && run.stderr.contains("allowPrivilegeEscalation != false"),
         "the API server did not warn: {}",
         run.stderr
     );
     let events: Api<Event> = ns.api();
-    wait_for("a FailedCreate event from the ReplicaSet", Duration::from_secs(60), || async {
-        let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        list.items
-            .iter()
-            .find(|e| e.reason.as_deref() == Some("FailedCreate") && e.message.as_deref().is_some_and(|m| m.contains("violates PodSecurity")))
-            .map(|_| ())
-            .ok_or_else(|| format!("{} events, none a PodSecurity FailedCreate", list.items.len()))
-    })
+    wait_for(
+        "a FailedCreate event from the ReplicaSet",
+        Duration::from_secs(60),
+        || async {
+            let list = events
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("FailedCreate")
+                        && e.message
+                            .as_deref()
+                            .is_some_and(|m| m.contains("violates PodSecurity"))
+                })
+                .map(|_| ())
+                .ok_or_else(|| {
+                    format!(
+                        "{} events, none a PodSecurity FailedCreate",
+                        list.items.len()
+                    )
+                })
+        },
+    )
     .await;
     let pods: Api<Pod> = ns.api();
-    assert!(pods.list(&ListParams::default()).await.unwrap().items.is_empty(), "no pod was admitted");
-    helm(true, &["uninstall", &release, "--namespace", &ns.name, "--wait"]).expect_ok();
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no pod was admitted"
+    );
+    helm(
+        true,
+        &["uninstall", &release, "--namespace", &ns.name, "--wait"],
+    )
+    .expect_ok();
     ns.cleanup().await;
 }
 
@@ -726,7 +1226,15 @@ async fn a_pod_security_violation_would_be_seen() {
 // RBAC: what the chart's accounts may and may not do, and the real binaries
 // running with them.
 
-async fn may(client: &Client, user: &str, ns: Option<&str>, group: &str, resource: &str, verb: &str, name: Option<&str>) -> bool {
+async fn may(
+    client: &Client,
+    user: &str,
+    ns: Option<&str>,
+    group: &str,
+    resource: &str,
+    verb: &str,
+    name: Option<&str>,
+) -> bool {
     let (resource, sub) = match resource.split_once('/') {
         Some((r, s)) => (r, Some(s)),
         None => (resource, None),
@@ -741,14 +1249,19 @@ async fn may(client: &Client, user: &str, ns: Option<&str>, group: &str, resourc
         }
     }))
     .unwrap();
-    let review = Api::<SubjectAccessReview>::all(client.clone()).create(&PostParams::default(), &sar).await.expect("SubjectAccessReview");
+    let review = Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &sar)
+        .await
+        .expect("SubjectAccessReview");
     review.status.is_some_and(|s| s.allowed)
 }
 
 /// A kubeconfig for the cluster under test that authenticates with a fresh
 /// token of ServiceAccount `sa` (what the pod would mount).
 async fn service_account_kubeconfig(client: &Client, ns: &str, sa: &str, path: &Path) {
-    let tr: TokenRequest = serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).unwrap();
+    let tr: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))
+            .unwrap();
     let tr: TokenRequest = Api::<ServiceAccount>::namespaced(client.clone(), ns)
         .create_subresource("token", sa, &PostParams::default(), &tr)
         .await
@@ -756,14 +1269,31 @@ async fn service_account_kubeconfig(client: &Client, ns: &str, sa: &str, path: &
     let token = tr.status.expect("token").token;
 
     let source = kubeconfig_path();
-    let kc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&source).unwrap()).unwrap();
+    let kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&source).unwrap()).unwrap();
     let current = kc["current-context"].as_str().expect("current-context");
-    let ctx = kc["contexts"].as_sequence().unwrap().iter().find(|c| c["name"] == current).expect("the current context");
+    let ctx = kc["contexts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == current)
+        .expect("the current context");
     let cluster_name = ctx["context"]["cluster"].as_str().unwrap();
-    let mut cluster = kc["clusters"].as_sequence().unwrap().iter().find(|c| c["name"] == cluster_name).expect("its cluster").clone();
-    if let Some(ca) = cluster["cluster"]["certificate-authority"].as_str().map(PathBuf::from).filter(|p| p.is_relative()) {
+    let mut cluster = kc["clusters"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == cluster_name)
+        .expect("its cluster")
+        .clone();
+    if let Some(ca) = cluster["cluster"]["certificate-authority"]
+        .as_str()
+        .map(PathBuf::from)
+        .filter(|p| p.is_relative())
+    {
         let abs = source.parent().unwrap().join(ca);
-        cluster["cluster"]["certificate-authority"] = serde_yaml::Value::String(abs.display().to_string());
+        cluster["cluster"]["certificate-authority"] =
+            serde_yaml::Value::String(abs.display().to_string());
     }
     let out = json!({
         "apiVersion": "v1",
@@ -812,7 +1342,11 @@ impl AsPod {
     fn assert_healthy(&mut self) {
         let log = self.log();
         if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("{} exited ({status}); log {}:\n{log}", self.log.display(), self.log.display());
+            panic!(
+                "{} exited ({status}); log {}:\n{log}",
+                self.log.display(),
+                self.log.display()
+            );
         }
         // An API refusal reads "... is forbidden: User ..." / reason "Forbidden", code 403.
         assert!(
@@ -852,18 +1386,32 @@ fn local_args(deploy: &Value, metrics_port: u16, health_port: u16) -> Vec<String
 /// A plain HTTP/1.1 GET on the loopback: (status, whole response).
 fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connecting to :{port}: {e}"))?;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| format!("connecting to :{port}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut response = String::new();
     s.read_to_string(&mut response).map_err(|e| e.to_string())?;
-    let status = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or(format!("no status in {response:?}"))?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or(format!("no status in {response:?}"))?;
     Ok((status, response))
 }
 
 async fn lease_holder(client: &Client, ns: &str, lease: &str) -> Result<String, String> {
-    let l = Api::<Lease>::namespaced(client.clone(), ns).get_opt(lease).await.map_err(|e| e.to_string())?;
-    l.and_then(|l| l.spec).and_then(|s| s.holder_identity).ok_or_else(|| format!("lease {ns}/{lease} not held"))
+    let l = Api::<Lease>::namespaced(client.clone(), ns)
+        .get_opt(lease)
+        .await
+        .map_err(|e| e.to_string())?;
+    l.and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .ok_or_else(|| format!("lease {ns}/{lease} not held"))
 }
 
 #[tokio::test]
@@ -876,40 +1424,165 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
     let sched_name = scheduler_name(&release);
     // No pods of the release: the binaries run here instead (on a cluster
     // that runs the image, pods would hold the Leases first).
-    install(&ns, &release, &["--set", "controller.replicas=0,scheduler.replicas=0", "--wait", "--timeout", "120s"]);
-    let manifest = docs(&helm(true, &["get", "manifest", &release, "--namespace", &ns.name]).expect_ok().stdout);
+    install(
+        &ns,
+        &release,
+        &[
+            "--set",
+            "controller.replicas=0,scheduler.replicas=0",
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+    );
+    let manifest = docs(
+        &helm(
+            true,
+            &["get", "manifest", &release, "--namespace", &ns.name],
+        )
+        .expect_ok()
+        .stdout,
+    );
     let ctl_deploy = component(&manifest, "Deployment", "controller");
     let sch_deploy = component(&manifest, "Deployment", "scheduler");
     let ctl_sa = name(component(&manifest, "ServiceAccount", "controller")).to_string();
     let sch_sa = name(component(&manifest, "ServiceAccount", "scheduler")).to_string();
-    let ctl_lease = flag(&args(ctl_deploy), "--leader-election-id").unwrap().to_string();
-    let sch_lease = flag(&args(sch_deploy), "--leader-election-id").unwrap().to_string();
+    let ctl_lease = flag(&args(ctl_deploy), "--leader-election-id")
+        .unwrap()
+        .to_string();
+    let sch_lease = flag(&args(sch_deploy), "--leader-election-id")
+        .unwrap()
+        .to_string();
 
     // What the API server's authorizer says, allowed and denied.
     let ctl = format!("system:serviceaccount:{}:{ctl_sa}", ns.name);
     let sch = format!("system:serviceaccount:{}:{sch_sa}", ns.name);
     let (home, other) = (Some(ns.name.as_str()), Some(apps.name.as_str()));
     let checks: Vec<(&str, Option<&str>, &str, &str, &str, Option<&str>, bool)> = vec![
-        (&ctl, other, "apps.dlite.dev", "deploymentlites", "watch", None, true),
-        (&ctl, other, "apps.dlite.dev", "deploymentlites/status", "update", None, true),
-        (&ctl, other, "apps.dlite.dev", "deploymentlites/finalizers", "update", None, true),
+        (
+            &ctl,
+            other,
+            "apps.dlite.dev",
+            "deploymentlites",
+            "watch",
+            None,
+            true,
+        ),
+        (
+            &ctl,
+            other,
+            "apps.dlite.dev",
+            "deploymentlites/status",
+            "update",
+            None,
+            true,
+        ),
+        (
+            &ctl,
+            other,
+            "apps.dlite.dev",
+            "deploymentlites/finalizers",
+            "update",
+            None,
+            true,
+        ),
         (&ctl, other, "apps", "replicasets", "delete", None, true),
         (&ctl, other, "", "pods", "list", None, true),
         (&ctl, other, "events.k8s.io", "events", "create", None, true),
-        (&ctl, home, "coordination.k8s.io", "leases", "create", None, true),
-        (&ctl, home, "coordination.k8s.io", "leases", "update", Some(&ctl_lease), true),
-        (&ctl, home, "coordination.k8s.io", "leases", "get", Some(&ctl_lease), true),
-        (&ctl, other, "apps.dlite.dev", "deploymentlites", "delete", None, false),
-        (&ctl, other, "apps.dlite.dev", "deploymentlites", "create", None, false),
+        (
+            &ctl,
+            home,
+            "coordination.k8s.io",
+            "leases",
+            "create",
+            None,
+            true,
+        ),
+        (
+            &ctl,
+            home,
+            "coordination.k8s.io",
+            "leases",
+            "update",
+            Some(&ctl_lease),
+            true,
+        ),
+        (
+            &ctl,
+            home,
+            "coordination.k8s.io",
+            "leases",
+            "get",
+            Some(&ctl_lease),
+            true,
+        ),
+        (
+            &ctl,
+            other,
+            "apps.dlite.dev",
+            "deploymentlites",
+            "delete",
+            None,
+            false,
+        ),
+        (
+            &ctl,
+            other,
+            "apps.dlite.dev",
+            "deploymentlites",
+            "create",
+            None,
+            false,
+        ),
         (&ctl, other, "", "pods", "create", None, false),
         (&ctl, other, "", "pods", "delete", None, false),
         (&ctl, other, "", "secrets", "get", None, false),
         (&ctl, other, "apps", "deployments", "get", None, false),
-        (&ctl, home, "coordination.k8s.io", "leases", "update", Some(&sch_lease), false),
-        (&ctl, home, "coordination.k8s.io", "leases", "delete", Some(&ctl_lease), false),
-        (&ctl, home, "coordination.k8s.io", "leases", "list", None, false),
-        (&ctl, other, "coordination.k8s.io", "leases", "create", None, false),
-        (&ctl, other, "coordination.k8s.io", "leases", "update", Some(&ctl_lease), false),
+        (
+            &ctl,
+            home,
+            "coordination.k8s.io",
+            "leases",
+            "update",
+            Some(&sch_lease),
+            false,
+        ),
+        (
+            &ctl,
+            home,
+            "coordination.k8s.io",
+            "leases",
+            "delete",
+            Some(&ctl_lease),
+            false,
+        ),
+        (
+            &ctl,
+            home,
+            "coordination.k8s.io",
+            "leases",
+            "list",
+            None,
+            false,
+        ),
+        (
+            &ctl,
+            other,
+            "coordination.k8s.io",
+            "leases",
+            "create",
+            None,
+            false,
+        ),
+        (
+            &ctl,
+            other,
+            "coordination.k8s.io",
+            "leases",
+            "update",
+            Some(&ctl_lease),
+            false,
+        ),
         (&sch, other, "", "pods", "watch", None, true),
         (&sch, other, "", "pods", "patch", None, true),
         (&sch, other, "", "pods/binding", "create", None, true),
@@ -917,23 +1590,53 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
         (&sch, None, "", "nodes", "list", None, true),
         (&sch, None, "", "namespaces", "watch", None, true),
         (&sch, other, "events.k8s.io", "events", "patch", None, true),
-        (&sch, home, "coordination.k8s.io", "leases", "patch", Some(&sch_lease), true),
+        (
+            &sch,
+            home,
+            "coordination.k8s.io",
+            "leases",
+            "patch",
+            Some(&sch_lease),
+            true,
+        ),
         (&sch, other, "", "pods", "create", None, false),
         (&sch, other, "", "pods", "delete", None, false),
         (&sch, other, "", "pods/eviction", "create", None, false),
         (&sch, None, "", "nodes", "patch", None, false),
         (&sch, other, "", "secrets", "list", None, false),
-        (&sch, other, "apps.dlite.dev", "deploymentlites", "get", None, false),
-        (&sch, home, "coordination.k8s.io", "leases", "update", Some(&ctl_lease), false),
+        (
+            &sch,
+            other,
+            "apps.dlite.dev",
+            "deploymentlites",
+            "get",
+            None,
+            false,
+        ),
+        (
+            &sch,
+            home,
+            "coordination.k8s.io",
+            "leases",
+            "update",
+            Some(&ctl_lease),
+            false,
+        ),
     ];
     let mut wrong = Vec::new();
     for (user, ns_, group, resource, verb, n, want) in &checks {
         let got = may(&client, user, *ns_, group, resource, verb, *n).await;
         if got != *want {
-            wrong.push(format!("{user} {verb} {group}/{resource} {n:?} in {ns_:?}: allowed={got}, want {want}"));
+            wrong.push(format!(
+                "{user} {verb} {group}/{resource} {n:?} in {ns_:?}: allowed={got}, want {want}"
+            ));
         }
     }
-    assert!(wrong.is_empty(), "RBAC differs from least privilege:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "RBAC differs from least privilege:\n{}",
+        wrong.join("\n")
+    );
 
     // dlite-controller with the controller's token and the chart's own
     // command line (scoped to the apps namespace): it must win its Lease,
@@ -946,32 +1649,68 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
     let mut ctl_args = local_args(ctl_deploy, metrics_port, health_port);
     ctl_args.push(format!("--namespace={}", apps.name));
     let identity = format!("{}-controller-pod", ns.name);
-    let mut controller = AsPod::start(env!("CARGO_BIN_EXE_dlite-controller"), &ctl_kc, &identity, &ns.name, &ctl_args);
+    let mut controller = AsPod::start(
+        env!("CARGO_BIN_EXE_dlite-controller"),
+        &ctl_kc,
+        &identity,
+        &ns.name,
+        &ctl_args,
+    );
     let dls: Api<DeploymentLite> = apps.api();
-    dls.create(&PostParams::default(), &support::dl::manifest("web", 2, "nginx:1.27", json!({}))).await.unwrap();
-    wait_for("the controller to hold its Lease", Duration::from_secs(30), || async {
-        let holder = lease_holder(&client, &ns.name, &ctl_lease).await?;
-        if holder == identity { Ok(()) } else { Err(format!("held by {holder}")) }
-    })
+    dls.create(
+        &PostParams::default(),
+        &support::dl::manifest("web", 2, "nginx:1.27", json!({})),
+    )
+    .await
+    .unwrap();
+    wait_for(
+        "the controller to hold its Lease",
+        Duration::from_secs(30),
+        || async {
+            let holder = lease_holder(&client, &ns.name, &ctl_lease).await?;
+            if holder == identity {
+                Ok(())
+            } else {
+                Err(format!("held by {holder}"))
+            }
+        },
+    )
     .await;
     support::dl::wait_complete(&dls, "web", Duration::from_secs(60)).await;
     // The endpoints the chart's probes and metrics Service point at.
-    wait_for("/readyz 200 and dlite_controller_leader 1 on /metrics", Duration::from_secs(30), || async {
-        let (ready, body) = http_get(health_port, "/readyz")?;
-        let (healthy, _) = http_get(health_port, "/healthz")?;
-        let (_, metrics) = http_get(metrics_port, "/metrics")?;
-        if ready == 200 && healthy == 200 && metrics.contains("\ndlite_controller_leader 1\n") {
-            Ok(())
-        } else {
-            Err(format!("readyz {ready} ({body:?}), healthz {healthy}, metrics {metrics:?}"))
-        }
-    })
+    wait_for(
+        "/readyz 200 and dlite_controller_leader 1 on /metrics",
+        Duration::from_secs(30),
+        || async {
+            let (ready, body) = http_get(health_port, "/readyz")?;
+            let (healthy, _) = http_get(health_port, "/healthz")?;
+            let (_, metrics) = http_get(metrics_port, "/metrics")?;
+            if ready == 200 && healthy == 200 && metrics.contains("\ndlite_controller_leader 1\n") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "readyz {ready} ({body:?}), healthz {healthy}, metrics {metrics:?}"
+                ))
+            }
+        },
+    )
     .await;
     let events: Api<k8s_openapi::api::events::v1::Event> = apps.api();
-    wait_for("a ScalingReplicaSet event from the controller", Duration::from_secs(30), || async {
-        let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        list.items.iter().find(|e| e.reason.as_deref() == Some("ScalingReplicaSet")).map(|_| ()).ok_or("none yet".to_string())
-    })
+    wait_for(
+        "a ScalingReplicaSet event from the controller",
+        Duration::from_secs(30),
+        || async {
+            let list = events
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .iter()
+                .find(|e| e.reason.as_deref() == Some("ScalingReplicaSet"))
+                .map(|_| ())
+                .ok_or("none yet".to_string())
+        },
+    )
     .await;
     controller.assert_healthy();
 
@@ -979,22 +1718,39 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
     // and reports one that fits nowhere (pods/status, events). It gets the
     // chart's full command line once it accepts the shared runtime flags;
     // until then the flags it has.
-    let help = Command::new(env!("CARGO_BIN_EXE_dlite-scheduler")).arg("--help").output().unwrap();
+    let help = Command::new(env!("CARGO_BIN_EXE_dlite-scheduler"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let has_runtime_flags = String::from_utf8_lossy(&help.stdout).contains("--leader-elect");
     let (sch_metrics, sch_health) = (support::dl::free_port(), support::dl::free_port());
     let sch_args = if has_runtime_flags {
         local_args(sch_deploy, sch_metrics, sch_health)
     } else {
-        eprintln!("note: dlite-scheduler has no --leader-elect yet; running it with --scheduler-name only");
+        eprintln!(
+            "note: dlite-scheduler has no --leader-elect yet; running it with --scheduler-name only"
+        );
         vec![format!("--scheduler-name={sched_name}")]
     };
-    assert_eq!(flag(&args(sch_deploy), "--scheduler-name"), Some(sched_name.as_str()));
+    assert_eq!(
+        flag(&args(sch_deploy), "--scheduler-name"),
+        Some(sched_name.as_str())
+    );
     let sch_kc = logs.join(format!("{}-scheduler.kubeconfig", ns.name));
     service_account_kubeconfig(&client, &ns.name, &sch_sa, &sch_kc).await;
     let sch_identity = format!("{}-scheduler-pod", ns.name);
-    let mut scheduler = AsPod::start(env!("CARGO_BIN_EXE_dlite-scheduler"), &sch_kc, &sch_identity, &ns.name, &sch_args);
+    let mut scheduler = AsPod::start(
+        env!("CARGO_BIN_EXE_dlite-scheduler"),
+        &sch_kc,
+        &sch_identity,
+        &ns.name,
+        &sch_args,
+    );
     let pods: Api<Pod> = apps.api();
-    for (pod, selector) in [("fits", json!({})), ("fits-nowhere", json!({"dlite.dev/no-such-node": "true"}))] {
+    for (pod, selector) in [
+        ("fits", json!({})),
+        ("fits-nowhere", json!({"dlite.dev/no-such-node": "true"})),
+    ] {
         let p: Pod = serde_json::from_value(json!({
             "metadata": {"name": pod},
             "spec": {"schedulerName": sched_name, "nodeSelector": selector, "containers": [{"name": "c", "image": "nginx:1.27"}]}
@@ -1002,37 +1758,66 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
         .unwrap();
         pods.create(&PostParams::default(), &p).await.unwrap();
     }
-    wait_for("the pod bound by dlite-scheduler", Duration::from_secs(60), || async {
-        let p = pods.get("fits").await.map_err(|e| e.to_string())?;
-        p.spec.and_then(|s| s.node_name).map(|_| ()).ok_or("not bound".to_string())
-    })
+    wait_for(
+        "the pod bound by dlite-scheduler",
+        Duration::from_secs(60),
+        || async {
+            let p = pods.get("fits").await.map_err(|e| e.to_string())?;
+            p.spec
+                .and_then(|s| s.node_name)
+                .map(|_| ())
+                .ok_or("not bound".to_string())
+        },
+    )
     .await;
-    wait_for("PodScheduled=False/Unschedulable on the pod that fits nowhere", Duration::from_secs(60), || async {
-        let p = pods.get("fits-nowhere").await.map_err(|e| e.to_string())?;
-        let conds = p.status.and_then(|s| s.conditions).unwrap_or_default();
-        conds
-            .iter()
-            .find(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
-            .map(|_| ())
-            .ok_or(format!("{conds:?}"))
-    })
+    wait_for(
+        "PodScheduled=False/Unschedulable on the pod that fits nowhere",
+        Duration::from_secs(60),
+        || async {
+            let p = pods.get("fits-nowhere").await.map_err(|e| e.to_string())?;
+            let conds = p.status.and_then(|s| s.conditions).unwrap_or_default();
+            conds
+                .iter()
+                .find(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                })
+                .map(|_| ())
+                .ok_or(format!("{conds:?}"))
+        },
+    )
     .await;
     if has_runtime_flags {
-        wait_for("the scheduler to hold its Lease", Duration::from_secs(30), || async {
-            let holder = lease_holder(&client, &ns.name, &sch_lease).await?;
-            if holder == sch_identity { Ok(()) } else { Err(format!("held by {holder}")) }
-        })
+        wait_for(
+            "the scheduler to hold its Lease",
+            Duration::from_secs(30),
+            || async {
+                let holder = lease_holder(&client, &ns.name, &sch_lease).await?;
+                if holder == sch_identity {
+                    Ok(())
+                } else {
+                    Err(format!("held by {holder}"))
+                }
+            },
+        )
         .await;
-        wait_for("the scheduler's /readyz and /healthz 200, /metrics served", Duration::from_secs(30), || async {
-            let (ready, body) = http_get(sch_health, "/readyz")?;
-            let (healthy, _) = http_get(sch_health, "/healthz")?;
-            let (metrics, _) = http_get(sch_metrics, "/metrics")?;
-            if (ready, healthy, metrics) == (200, 200, 200) {
-                Ok(())
-            } else {
-                Err(format!("readyz {ready} ({body:?}), healthz {healthy}, metrics {metrics}"))
-            }
-        })
+        wait_for(
+            "the scheduler's /readyz and /healthz 200, /metrics served",
+            Duration::from_secs(30),
+            || async {
+                let (ready, body) = http_get(sch_health, "/readyz")?;
+                let (healthy, _) = http_get(sch_health, "/healthz")?;
+                let (metrics, _) = http_get(sch_metrics, "/metrics")?;
+                if (ready, healthy, metrics) == (200, 200, 200) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "readyz {ready} ({body:?}), healthz {healthy}, metrics {metrics}"
+                    ))
+                }
+            },
+        )
         .await;
     }
     scheduler.assert_healthy();
@@ -1040,7 +1825,11 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
     drop(scheduler);
     drop(controller);
 
-    helm(true, &["uninstall", &release, "--namespace", &ns.name, "--wait"]).expect_ok();
+    helm(
+        true,
+        &["uninstall", &release, "--namespace", &ns.name, "--wait"],
+    )
+    .expect_ok();
     let _ = std::fs::remove_file(&ctl_kc);
     let _ = std::fs::remove_file(&sch_kc);
     apps.cleanup().await;

@@ -13,7 +13,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
-use support::dl::{Sampler, free_port, install_crd, manifest, replica_sets, rs_replicas, set_image, start_controller_with, wait_complete};
+use support::dl::{
+    Sampler, free_port, install_crd, manifest, replica_sets, rs_replicas, set_image,
+    start_controller_with, wait_complete,
+};
 use support::{Process, TestNamespace, wait_for};
 
 const ROLLOUT: Duration = Duration::from_secs(90);
@@ -26,14 +29,24 @@ fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
     let mut raw = String::new();
     s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
-    let code = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("bad response {raw:?}"))?;
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad response {raw:?}"))?;
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((code, body))
 }
 
 /// The value of an unlabelled series in a metrics page.
 fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.trim().parse().ok()))
+    body.lines().find_map(|l| {
+        l.strip_prefix(&format!("{name} "))
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 /// One replica of a component running with leader election.
@@ -68,7 +81,13 @@ fn start_replica(ns: &TestNamespace, identity: &str) -> Replica {
             &h,
         ],
     );
-    Replica { process, identity: identity.into(), metrics, health, leader_series: "dlite_controller_leader" }
+    Replica {
+        process,
+        identity: identity.into(),
+        metrics,
+        health,
+        leader_series: "dlite_controller_leader",
+    }
 }
 
 fn leading(r: &Replica) -> Option<bool> {
@@ -100,19 +119,29 @@ async fn elect(leases: &Api<Lease>, lease: &str, a: Replica, b: Replica) -> (Rep
 /// `killed`; the handover must take no longer than the lease duration (plus
 /// the watchdog's slack), and the Lease must name the standby.
 async fn wait_take_over(leases: &Api<Lease>, lease: &str, standby: &Replica, killed: Instant) {
-    wait_for("the standby to take over", Duration::from_secs(LEASE_SECONDS * 3), || async {
-        match leading(standby) {
-            Some(true) => Ok(()),
-            seen => Err(format!("standby leading: {seen:?}")),
-        }
-    })
+    wait_for(
+        "the standby to take over",
+        Duration::from_secs(LEASE_SECONDS * 3),
+        || async {
+            match leading(standby) {
+                Some(true) => Ok(()),
+                seen => Err(format!("standby leading: {seen:?}")),
+            }
+        },
+    )
     .await;
     let handover = killed.elapsed();
     assert!(
         handover <= Duration::from_secs(LEASE_SECONDS + 3),
         "handover took {handover:?}, lease duration {LEASE_SECONDS}s"
     );
-    let holder = leases.get(lease).await.unwrap().spec.unwrap().holder_identity;
+    let holder = leases
+        .get(lease)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
     assert_eq!(holder.as_deref(), Some(standby.identity.as_str()));
 }
 
@@ -132,7 +161,9 @@ async fn one_of_two_controllers_leads_and_a_standby_takes_over_mid_rollout() {
         "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
         "template": {"metadata": {"annotations": {"testenv.dlite.dev/ready-after": "1"}}}
     });
-    api.create(&PostParams::default(), &manifest("ha", 6, "app:v1", spec)).await.unwrap();
+    api.create(&PostParams::default(), &manifest("ha", 6, "app:v1", spec))
+        .await
+        .unwrap();
     wait_complete(&api, "ha", ROLLOUT).await;
     let (_, standby_metrics) = http_get(standby.metrics, "/metrics").unwrap();
     assert!(
@@ -148,7 +179,11 @@ async fn one_of_two_controllers_leads_and_a_standby_takes_over_mid_rollout() {
     wait_for("the rollout to be under way", ROLLOUT, || async {
         let rses = replica_sets(&ns, "ha").await;
         let new = rses.last().map(rs_replicas).unwrap_or(0);
-        if rses.len() == 2 && new >= 2 { Ok(()) } else { Err(format!("{} ReplicaSets, new at {new}", rses.len())) }
+        if rses.len() == 2 && new >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{} ReplicaSets, new at {new}", rses.len()))
+        }
     })
     .await;
     leader.process.kill();
@@ -156,7 +191,11 @@ async fn one_of_two_controllers_leads_and_a_standby_takes_over_mid_rollout() {
 
     let dl = wait_complete(&api, "ha", ROLLOUT).await;
     let samples = sampler.finish().await;
-    assert!(samples.violations.is_empty(), "bounds broken across the handover: {:?}", samples.violations);
+    assert!(
+        samples.violations.is_empty(),
+        "bounds broken across the handover: {:?}",
+        samples.violations
+    );
     assert_eq!(dl.status.unwrap().updated_replicas, 6);
 
     // The new leader's metrics show its work.
@@ -194,7 +233,8 @@ async fn readyz_waits_for_the_caches() {
             api.create(&PostParams::default(), &obj).await.unwrap();
         }
     };
-    apply(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ctrl"}})).await;
+    apply(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ctrl"}}))
+        .await;
     apply(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "ctrl"},
         "rules": [
@@ -214,16 +254,26 @@ async fn readyz_waits_for_the_caches() {
 
     // A kubeconfig that acts as the ServiceAccount.
     let kubeconfig = support::repo_root().join(format!("target/test-logs/{n}.kubeconfig"));
-    let mut kc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(support::kubeconfig_path()).unwrap()).unwrap();
+    let mut kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(support::kubeconfig_path()).unwrap())
+            .unwrap();
     for user in kc["users"].as_sequence_mut().unwrap() {
         user["user"]["as"] = format!("system:serviceaccount:{n}:ctrl").into();
-        user["user"]["as-groups"] = serde_yaml::to_value(["system:serviceaccounts", "system:authenticated"]).unwrap();
+        user["user"]["as-groups"] =
+            serde_yaml::to_value(["system:serviceaccounts", "system:authenticated"]).unwrap();
     }
     std::fs::write(&kubeconfig, serde_yaml::to_string(&kc).unwrap()).unwrap();
 
     let health = free_port();
     let h = format!("127.0.0.1:{health}");
-    let mut args = vec!["--namespace", n.as_str(), "--metrics-bind-address", "0", "--health-probe-bind-address", h.as_str()];
+    let mut args = vec![
+        "--namespace",
+        n.as_str(),
+        "--metrics-bind-address",
+        "0",
+        "--health-probe-bind-address",
+        h.as_str(),
+    ];
     let dir = support::repo_root().join("target/test-logs");
     let log = dir.join(format!("{n}-controller-sa.log"));
     let file = std::fs::File::create(&log).unwrap();
@@ -236,7 +286,10 @@ async fn readyz_waits_for_the_caches() {
         .unwrap();
 
     // Not ready while pods cannot be listed.
-    let (code, body) = wait_for("/readyz to answer", Duration::from_secs(20), || async { http_get(health, "/readyz") }).await;
+    let (code, body) = wait_for("/readyz to answer", Duration::from_secs(20), || async {
+        http_get(health, "/readyz")
+    })
+    .await;
     assert_eq!(code, 503, "ready before the caches synced: {body}");
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) {
@@ -244,7 +297,11 @@ async fn readyz_waits_for_the_caches() {
         assert_eq!(code, 503, "ready without being able to list pods: {body}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert_eq!(http_get(health, "/healthz").unwrap().0, 200, "alive all the same");
+    assert_eq!(
+        http_get(health, "/healthz").unwrap().0,
+        200,
+        "alive all the same"
+    );
 
     apply(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "ctrl-pods"},
@@ -257,17 +314,26 @@ async fn readyz_waits_for_the_caches() {
         "subjects": [{"kind": "ServiceAccount", "name": "ctrl", "namespace": n}]
     }))
     .await;
-    wait_for("/readyz to pass once pods can be listed", Duration::from_secs(60), || async {
-        match http_get(health, "/readyz")? {
-            (200, _) => Ok(()),
-            (code, body) => Err(format!("{code} {body}")),
-        }
-    })
+    wait_for(
+        "/readyz to pass once pods can be listed",
+        Duration::from_secs(60),
+        || async {
+            match http_get(health, "/readyz")? {
+                (200, _) => Ok(()),
+                (code, body) => Err(format!("{code} {body}")),
+            }
+        },
+    )
     .await;
 
     // And the ServiceAccount's permissions are enough for a rollout.
     let api: Api<DeploymentLite> = ns.api();
-    api.create(&PostParams::default(), &manifest("sa", 2, "app:v1", json!({}))).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &manifest("sa", 2, "app:v1", json!({})),
+    )
+    .await
+    .unwrap();
     wait_complete(&api, "sa", ROLLOUT).await;
     let _ = child.kill();
     let _ = child.wait();
@@ -300,12 +366,28 @@ fn start_scheduler_replica(ns: &TestNamespace, scheduler_name: &str, identity: &
             &h,
         ],
     );
-    Replica { process, identity: identity.into(), metrics, health, leader_series: "dlite_scheduler_leader" }
+    Replica {
+        process,
+        identity: identity.into(),
+        metrics,
+        health,
+        leader_series: "dlite_scheduler_leader",
+    }
 }
 
-async fn bound_pods(pods: &Api<k8s_openapi::api::core::v1::Pod>, app: &str) -> Result<usize, String> {
-    let list = pods.list(&kube::api::ListParams::default().labels(&format!("app={app}"))).await.map_err(|e| e.to_string())?;
-    Ok(list.items.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()).count())
+async fn bound_pods(
+    pods: &Api<k8s_openapi::api::core::v1::Pod>,
+    app: &str,
+) -> Result<usize, String> {
+    let list = pods
+        .list(&kube::api::ListParams::default().labels(&format!("app={app}")))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
+        .count())
 }
 
 /// Two dlite-scheduler replicas: exactly one binds; when it is killed the
@@ -331,13 +413,20 @@ async fn one_of_two_schedulers_leads_and_a_standby_takes_over() {
     };
     let deploys: Api<k8s_openapi::api::apps::v1::Deployment> = ns.api();
     let pods: Api<k8s_openapi::api::core::v1::Pod> = ns.api();
-    deploys.create(&PostParams::default(), &deploy("before", 6)).await.unwrap();
-    wait_for("6 pods bound by the leader", Duration::from_secs(60), || async {
-        match bound_pods(&pods, "before").await? {
-            6 => Ok(()),
-            n => Err(format!("{n} bound")),
-        }
-    })
+    deploys
+        .create(&PostParams::default(), &deploy("before", 6))
+        .await
+        .unwrap();
+    wait_for(
+        "6 pods bound by the leader",
+        Duration::from_secs(60),
+        || async {
+            match bound_pods(&pods, "before").await? {
+                6 => Ok(()),
+                n => Err(format!("{n} bound")),
+            }
+        },
+    )
     .await;
     let (_, standby_metrics) = http_get(standby.metrics, "/metrics").unwrap();
     assert!(
@@ -351,20 +440,30 @@ async fn one_of_two_schedulers_leads_and_a_standby_takes_over() {
         "dlite_scheduler_bindings_total",
         "dlite_scheduler_leader 1",
     ] {
-        assert!(leader_metrics.contains(series), "/metrics lacks {series}:\n{leader_metrics}");
+        assert!(
+            leader_metrics.contains(series),
+            "/metrics lacks {series}:\n{leader_metrics}"
+        );
     }
 
     leader.process.kill();
     let killed = Instant::now();
     // Created while no scheduler leads: the standby must pick them up.
-    deploys.create(&PostParams::default(), &deploy("after", 6)).await.unwrap();
+    deploys
+        .create(&PostParams::default(), &deploy("after", 6))
+        .await
+        .unwrap();
     wait_take_over(&leases, &name, &standby, killed).await;
-    wait_for("the pods created after the kill bound by the new leader", Duration::from_secs(60), || async {
-        match bound_pods(&pods, "after").await? {
-            6 => Ok(()),
-            n => Err(format!("{n} bound")),
-        }
-    })
+    wait_for(
+        "the pods created after the kill bound by the new leader",
+        Duration::from_secs(60),
+        || async {
+            match bound_pods(&pods, "after").await? {
+                6 => Ok(()),
+                n => Err(format!("{n} bound")),
+            }
+        },
+    )
     .await;
     // No pod got two Scheduled events (it would have been bound twice).
     let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
@@ -380,10 +479,18 @@ async fn one_of_two_schedulers_leads_and_a_standby_takes_over() {
     let mut unique = scheduled.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), scheduled.len(), "a pod was scheduled twice: {scheduled:?}");
+    assert_eq!(
+        unique.len(),
+        scheduled.len(),
+        "a pod was scheduled twice: {scheduled:?}"
+    );
     // The killed leader may die between a binding and its event; the pods
     // bound after the handover all have theirs.
-    assert_eq!(unique.iter().filter(|n| n.starts_with("after-")).count(), 6, "{scheduled:?}");
+    assert_eq!(
+        unique.iter().filter(|n| n.starts_with("after-")).count(),
+        6,
+        "{scheduled:?}"
+    );
     drop(standby);
     ns.cleanup().await;
 }

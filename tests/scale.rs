@@ -19,7 +19,10 @@ use support::dl::{install_crd, manifest, start_controller};
 use support::{TestNamespace, wait_for};
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Makes sure the cluster has room for `pods` more pods: on a kwok-backed
@@ -30,15 +33,37 @@ async fn ensure_capacity(client: &kube::Client, pods: usize) {
     let list = nodes.list(&ListParams::default()).await.unwrap().items;
     let capacity: usize = list
         .iter()
-        .filter(|n| !n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false))
-        .filter_map(|n| n.status.as_ref()?.allocatable.as_ref()?.get("pods")?.0.parse::<usize>().ok())
+        .filter(|n| {
+            !n.spec
+                .as_ref()
+                .and_then(|s| s.unschedulable)
+                .unwrap_or(false)
+        })
+        .filter_map(|n| {
+            n.status
+                .as_ref()?
+                .allocatable
+                .as_ref()?
+                .get("pods")?
+                .0
+                .parse::<usize>()
+                .ok()
+        })
         .sum();
     let needed = pods + 100;
     if capacity >= needed {
         return;
     }
-    let kwok = list.iter().any(|n| n.annotations().get("kwok.x-k8s.io/node").map(String::as_str) == Some("fake"));
-    assert!(kwok, "the cluster has room for {capacity} pods, the scale test needs {needed}: lower DLITE_SCALE_OBJECTS");
+    let kwok = list.iter().any(|n| {
+        n.annotations()
+            .get("kwok.x-k8s.io/node")
+            .map(String::as_str)
+            == Some("fake")
+    });
+    assert!(
+        kwok,
+        "the cluster has room for {capacity} pods, the scale test needs {needed}: lower DLITE_SCALE_OBJECTS"
+    );
     let extra = (needed - capacity).div_ceil(110);
     for i in 0..extra {
         let node: Node = serde_json::from_value(json!({
@@ -52,20 +77,48 @@ async fn ensure_capacity(client: &kube::Client, pods: usize) {
                        "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"}}
         }))
         .unwrap();
-        nodes.patch(&node.name_any(), &PatchParams::apply("dlite-tests").force(), &Patch::Apply(&node)).await.unwrap();
+        nodes
+            .patch(
+                &node.name_any(),
+                &PatchParams::apply("dlite-tests").force(),
+                &Patch::Apply(&node),
+            )
+            .await
+            .unwrap();
     }
-    wait_for("the added nodes to be Ready and untainted", Duration::from_secs(120), || async {
-        let list = nodes.list(&ListParams::default().labels("testenv.dlite.dev/node=scale")).await.map_err(|e| e.to_string())?;
-        let ready = list
-            .items
-            .iter()
-            .filter(|n| {
-                let ready = n.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
-                ready && n.spec.as_ref().and_then(|s| s.taints.as_ref()).is_none_or(|t| t.is_empty())
-            })
-            .count();
-        if ready >= extra { Ok(()) } else { Err(format!("{ready}/{extra} ready")) }
-    })
+    wait_for(
+        "the added nodes to be Ready and untainted",
+        Duration::from_secs(120),
+        || async {
+            let list = nodes
+                .list(&ListParams::default().labels("testenv.dlite.dev/node=scale"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let ready = list
+                .items
+                .iter()
+                .filter(|n| {
+                    let ready = n
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c.type_ == "Ready" && c.status == "True");
+                    ready
+                        && n.spec
+                            .as_ref()
+                            .and_then(|s| s.taints.as_ref())
+                            .is_none_or(|t| t.is_empty())
+                })
+                .count();
+            if ready >= extra {
+                Ok(())
+            } else {
+                Err(format!("{ready}/{extra} ready"))
+            }
+        },
+    )
     .await;
 }
 
@@ -93,7 +146,12 @@ async fn two_hundred_deploymentlites_become_available() {
     let creates = (0..objects).map(|i| {
         let api = api.clone();
         async move {
-            api.create(&PostParams::default(), &manifest(&format!("s{i:03}"), replicas, "app:v1", json!({}))).await.map(|_| ())
+            api.create(
+                &PostParams::default(),
+                &manifest(&format!("s{i:03}"), replicas, "app:v1", json!({})),
+            )
+            .await
+            .map(|_| ())
         }
     });
     for r in join_all(creates).await {
@@ -101,19 +159,33 @@ async fn two_hundred_deploymentlites_become_available() {
     }
     let created = start.elapsed();
 
-    wait_for(&format!("{objects} DeploymentLites Available"), Duration::from_secs(600), || async {
-        let list = api.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        let available = list
-            .items
-            .iter()
-            .filter(|d| {
-                let st = d.status.clone().unwrap_or_default();
-                st.available_replicas == replicas
-                    && st.conditions.iter().any(|c| c.type_ == "Available" && c.status == "True")
-            })
-            .count();
-        if available == objects { Ok(()) } else { Err(format!("{available}/{objects} available")) }
-    })
+    wait_for(
+        &format!("{objects} DeploymentLites Available"),
+        Duration::from_secs(600),
+        || async {
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let available = list
+                .items
+                .iter()
+                .filter(|d| {
+                    let st = d.status.clone().unwrap_or_default();
+                    st.available_replicas == replicas
+                        && st
+                            .conditions
+                            .iter()
+                            .any(|c| c.type_ == "Available" && c.status == "True")
+                })
+                .count();
+            if available == objects {
+                Ok(())
+            } else {
+                Err(format!("{available}/{objects} available"))
+            }
+        },
+    )
     .await;
     let all_available = start.elapsed();
     let rss = peak_rss_mib(ctrl.child.id());

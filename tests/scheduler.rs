@@ -29,9 +29,20 @@ fn scheduler_name(ns: &TestNamespace) -> String {
 fn start_scheduler(ns: &TestNamespace, tag: &str, extra: &[&str]) -> Process {
     let name = scheduler_name(ns);
     // Endpoints off: tests run many schedulers at once on one host.
-    let mut args = vec!["--scheduler-name", name.as_str(), "--metrics-bind-address", "0", "--health-probe-bind-address", "0"];
+    let mut args = vec![
+        "--scheduler-name",
+        name.as_str(),
+        "--metrics-bind-address",
+        "0",
+        "--health-probe-bind-address",
+        "0",
+    ];
     args.extend_from_slice(extra);
-    Process::start(env!("CARGO_BIN_EXE_dlite-scheduler"), &format!("{}-scheduler{tag}", ns.name), &args)
+    Process::start(
+        env!("CARGO_BIN_EXE_dlite-scheduler"),
+        &format!("{}-scheduler{tag}", ns.name),
+        &args,
+    )
 }
 
 /// Taint on every node a test creates: pods of other tests (which may land
@@ -54,14 +65,19 @@ struct TestNodes {
 
 impl TestNodes {
     fn new(ns: &TestNamespace) -> Self {
-        TestNodes { client: ns.client.clone(), namespace: ns.name.clone(), names: Vec::new() }
+        TestNodes {
+            client: ns.client.clone(),
+            namespace: ns.name.clone(),
+            names: Vec::new(),
+        }
     }
 
     /// Creates a node with `cpu` cores, `labels` and `taints` (taint JSON
     /// objects) besides the test-node taint, labelled so it can be told apart.
     async fn create(&mut self, name: &str, cpu: &str, labels: Value, taints: Value) {
         let mut taints = taints.as_array().cloned().unwrap_or_default();
-        taints.push(json!({"key": TEST_NODE_TAINT, "value": self.namespace, "effect": "NoSchedule"}));
+        taints
+            .push(json!({"key": TEST_NODE_TAINT, "value": self.namespace, "effect": "NoSchedule"}));
         let mut all_labels = json!({
             "type": "kwok",
             "testenv.dlite.dev/node": "scheduler-test",
@@ -81,7 +97,11 @@ impl TestNodes {
         .unwrap();
         self.names.push(name.to_string());
         Api::<Node>::all(self.client.clone())
-            .patch(name, &PatchParams::apply("dlite-scheduler-tests").force(), &Patch::Apply(&node))
+            .patch(
+                name,
+                &PatchParams::apply("dlite-scheduler-tests").force(),
+                &Patch::Apply(&node),
+            )
             .await
             .unwrap_or_else(|e| panic!("creating node {name}: {e}"));
     }
@@ -91,24 +111,32 @@ impl TestNodes {
     async fn wait_ready(&self) {
         let nodes: Api<Node> = Api::all(self.client.clone());
         for name in &self.names {
-            wait_for(&format!("node {name} Ready without the not-ready taint"), Duration::from_secs(90), || async {
-                let n = nodes.get(name).await.map_err(|e| e.to_string())?;
-                let ready = n
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                let not_ready_taint = n
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.taints.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .any(|t| t.key.starts_with("node.kubernetes.io/"));
-                if ready && !not_ready_taint { Ok(()) } else { Err(format!("ready={ready} not-ready-taint={not_ready_taint}")) }
-            })
+            wait_for(
+                &format!("node {name} Ready without the not-ready taint"),
+                Duration::from_secs(90),
+                || async {
+                    let n = nodes.get(name).await.map_err(|e| e.to_string())?;
+                    let ready = n
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c.type_ == "Ready" && c.status == "True");
+                    let not_ready_taint = n
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.taints.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .any(|t| t.key.starts_with("node.kubernetes.io/"));
+                    if ready && !not_ready_taint {
+                        Ok(())
+                    } else {
+                        Err(format!("ready={ready} not-ready-taint={not_ready_taint}"))
+                    }
+                },
+            )
             .await;
         }
     }
@@ -129,7 +157,10 @@ impl Drop for TestNodes {
         }
         // Drop cannot await; a helper thread with its own runtime can.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 let nodes: Api<Node> = Api::all(support::client().await);
                 for name in names {
@@ -157,7 +188,8 @@ fn pod_spec(scheduler: &str, cpu: &str, extra: Value) -> Value {
 }
 
 fn pod(name: &str, labels: Value, spec: Value) -> Pod {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": spec})).unwrap()
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": spec}))
+        .unwrap()
 }
 
 fn deployment(name: &str, replicas: i32, spec: Value) -> Deployment {
@@ -181,21 +213,42 @@ fn is_running(p: &Pod) -> bool {
 }
 
 fn pod_scheduled_condition(p: &Pod) -> Option<(String, String, String)> {
-    let c = p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "PodScheduled")?;
-    Some((c.status.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+    let c = p
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled")?;
+    Some((
+        c.status.clone(),
+        c.reason.clone().unwrap_or_default(),
+        c.message.clone().unwrap_or_default(),
+    ))
 }
 
 /// Waits until `count` pods labelled `app=<app>` are bound and Running.
 async fn wait_running(pods: &Api<Pod>, app: &str, count: usize, timeout: Duration) -> Vec<Pod> {
-    wait_for(&format!("{count} pods of {app} bound and Running"), timeout, || async {
-        let list = pods.list(&ListParams::default().labels(&format!("app={app}"))).await.map_err(|e| e.to_string())?;
-        let running = list.items.iter().filter(|p| node_of(p).is_some() && is_running(p)).count();
-        if running == count && list.items.len() == count {
-            Ok(list.items)
-        } else {
-            Err(format!("{running} running of {} pods", list.items.len()))
-        }
-    })
+    wait_for(
+        &format!("{count} pods of {app} bound and Running"),
+        timeout,
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("app={app}")))
+                .await
+                .map_err(|e| e.to_string())?;
+            let running = list
+                .items
+                .iter()
+                .filter(|p| node_of(p).is_some() && is_running(p))
+                .count();
+            if running == count && list.items.len() == count {
+                Ok(list.items)
+            } else {
+                Err(format!("{running} running of {} pods", list.items.len()))
+            }
+        },
+    )
     .await
 }
 
@@ -214,18 +267,31 @@ fn about(e: &Event, p: &Pod) -> bool {
 /// naming the node it is bound to.
 async fn assert_scheduled_once(ns: &TestNamespace, pods: &[Pod]) {
     let name = scheduler_name(ns);
-    let all = wait_for("a Scheduled event for every pod", Duration::from_secs(30), || async {
-        let all = events(ns).await;
-        let missing = pods
-            .iter()
-            .filter(|p| !all.iter().any(|e| about(e, p) && e.reason.as_deref() == Some("Scheduled")))
-            .count();
-        if missing == 0 { Ok(all) } else { Err(format!("{missing} pods without one")) }
-    })
+    let all = wait_for(
+        "a Scheduled event for every pod",
+        Duration::from_secs(30),
+        || async {
+            let all = events(ns).await;
+            let missing = pods
+                .iter()
+                .filter(|p| {
+                    !all.iter()
+                        .any(|e| about(e, p) && e.reason.as_deref() == Some("Scheduled"))
+                })
+                .count();
+            if missing == 0 {
+                Ok(all)
+            } else {
+                Err(format!("{missing} pods without one"))
+            }
+        },
+    )
     .await;
     for p in pods {
-        let scheduled: Vec<&Event> =
-            all.iter().filter(|e| about(e, p) && e.reason.as_deref() == Some("Scheduled")).collect();
+        let scheduled: Vec<&Event> = all
+            .iter()
+            .filter(|e| about(e, p) && e.reason.as_deref() == Some("Scheduled"))
+            .collect();
         assert_eq!(scheduled.len(), 1, "pod {}: {scheduled:?}", p.name_any());
         let e = scheduled[0];
         assert_eq!(e.type_.as_deref(), Some("Normal"));
@@ -233,7 +299,15 @@ async fn assert_scheduled_once(ns: &TestNamespace, pods: &[Pod]) {
         assert_eq!(e.series, None, "a pod is scheduled once: {e:?}");
         assert_eq!(
             e.note.as_deref(),
-            Some(format!("Successfully assigned {}/{} to {}", ns.name, p.name_any(), node_of(p).unwrap()).as_str())
+            Some(
+                format!(
+                    "Successfully assigned {}/{} to {}",
+                    ns.name,
+                    p.name_any(),
+                    node_of(p).unwrap()
+                )
+                .as_str()
+            )
         );
     }
 }
@@ -243,7 +317,13 @@ async fn a_deployment_naming_the_scheduler_gets_every_pod_bound_and_running() {
     let ns = TestNamespace::new("t-sched-deploy").await;
     let _scheduler = start_scheduler(&ns, "", &[]);
     let deployments: Api<Deployment> = ns.api();
-    deployments.create(&PostParams::default(), &deployment("web", 6, pod_spec(&scheduler_name(&ns), "100m", json!({})))).await.unwrap();
+    deployments
+        .create(
+            &PostParams::default(),
+            &deployment("web", 6, pod_spec(&scheduler_name(&ns), "100m", json!({}))),
+        )
+        .await
+        .unwrap();
     let pods = wait_running(&ns.api(), "web", 6, BIND).await;
     assert_scheduled_once(&ns, &pods).await;
     for p in &pods {
@@ -259,7 +339,14 @@ async fn node_selector_is_honoured() {
     let mut nodes = TestNodes::new(&ns);
     let pool = format!("{}-pool", ns.name);
     for i in 0..2 {
-        nodes.create(&format!("{}-n{i}", ns.name), "8", json!({"dlite.dev/pool": pool}), json!([])).await;
+        nodes
+            .create(
+                &format!("{}-n{i}", ns.name),
+                "8",
+                json!({"dlite.dev/pool": pool}),
+                json!([]),
+            )
+            .await;
     }
     nodes.wait_ready().await;
     let _scheduler = start_scheduler(&ns, "", &[]);
@@ -268,12 +355,22 @@ async fn node_selector_is_honoured() {
         "100m",
         json!({"nodeSelector": {"dlite.dev/pool": pool}, "tolerations": [test_node_toleration(&ns)]}),
     );
-    ns.api::<Deployment>().create(&PostParams::default(), &deployment("sel", 6, spec)).await.unwrap();
+    ns.api::<Deployment>()
+        .create(&PostParams::default(), &deployment("sel", 6, spec))
+        .await
+        .unwrap();
     let pods = wait_running(&ns.api(), "sel", 6, BIND).await;
     let used: BTreeSet<String> = pods.iter().filter_map(node_of).collect();
     let ours: BTreeSet<String> = nodes.names.iter().cloned().collect();
-    assert!(used.is_subset(&ours), "pods landed on {used:?}, only {ours:?} carry the label");
-    assert_eq!(used.len(), 2, "LeastAllocated spreads six pods over both nodes: {used:?}");
+    assert!(
+        used.is_subset(&ours),
+        "pods landed on {used:?}, only {ours:?} carry the label"
+    );
+    assert_eq!(
+        used.len(),
+        2,
+        "LeastAllocated spreads six pods over both nodes: {used:?}"
+    );
     ns.cleanup().await;
     nodes.cleanup().await;
 }
@@ -284,16 +381,40 @@ async fn taints_repel_pods_that_do_not_tolerate_them() {
     let mut nodes = TestNodes::new(&ns);
     let node = format!("{}-tainted", ns.name);
     let key = format!("dlite.dev/{}", ns.name);
-    nodes.create(&node, "8", json!({"dlite.dev/pool": ns.name}), json!([{"key": key, "value": "only", "effect": "NoSchedule"}])).await;
+    nodes
+        .create(
+            &node,
+            "8",
+            json!({"dlite.dev/pool": ns.name}),
+            json!([{"key": key, "value": "only", "effect": "NoSchedule"}]),
+        )
+        .await;
     nodes.wait_ready().await;
     let _scheduler = start_scheduler(&ns, "", &[]);
     let pods: Api<Pod> = ns.api();
     let select = json!({"nodeSelector": {"dlite.dev/pool": ns.name}, "tolerations": [test_node_toleration(&ns)]});
-    pods.create(&PostParams::default(), &pod("intolerant", json!({}), pod_spec(&scheduler_name(&ns), "100m", select.clone()))).await.unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "intolerant",
+            json!({}),
+            pod_spec(&scheduler_name(&ns), "100m", select.clone()),
+        ),
+    )
+    .await
+    .unwrap();
     let mut tolerant_spec = select.clone();
-    tolerant_spec["tolerations"] =
-        json!([test_node_toleration(&ns), {"key": key, "operator": "Equal", "value": "only", "effect": "NoSchedule"}]);
-    pods.create(&PostParams::default(), &pod("tolerant", json!({}), pod_spec(&scheduler_name(&ns), "100m", tolerant_spec))).await.unwrap();
+    tolerant_spec["tolerations"] = json!([test_node_toleration(&ns), {"key": key, "operator": "Equal", "value": "only", "effect": "NoSchedule"}]);
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "tolerant",
+            json!({}),
+            pod_spec(&scheduler_name(&ns), "100m", tolerant_spec),
+        ),
+    )
+    .await
+    .unwrap();
 
     let bound = wait_for("the tolerating pod bound", BIND, || async {
         let p = pods.get("tolerant").await.map_err(|e| e.to_string())?;
@@ -310,7 +431,11 @@ async fn taints_repel_pods_that_do_not_tolerate_them() {
         }
     })
     .await;
-    assert_eq!((status.as_str(), reason.as_str()), ("False", "Unschedulable"), "{message}");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "Unschedulable"),
+        "{message}"
+    );
     assert!(node_of(&pods.get("intolerant").await.unwrap()).is_none());
     ns.cleanup().await;
     nodes.cleanup().await;
@@ -321,7 +446,14 @@ async fn required_pod_anti_affinity_puts_one_pod_per_node() {
     let ns = TestNamespace::new("t-sched-anti").await;
     let mut nodes = TestNodes::new(&ns);
     for i in 0..3 {
-        nodes.create(&format!("{}-n{i}", ns.name), "8", json!({"dlite.dev/pool": ns.name}), json!([])).await;
+        nodes
+            .create(
+                &format!("{}-n{i}", ns.name),
+                "8",
+                json!({"dlite.dev/pool": ns.name}),
+                json!([]),
+            )
+            .await;
     }
     nodes.wait_ready().await;
     let _scheduler = start_scheduler(&ns, "", &[]);
@@ -337,27 +469,44 @@ async fn required_pod_anti_affinity_puts_one_pod_per_node() {
         }),
     );
     let deployments: Api<Deployment> = ns.api();
-    deployments.create(&PostParams::default(), &deployment("solo", 3, spec)).await.unwrap();
+    deployments
+        .create(&PostParams::default(), &deployment("solo", 3, spec))
+        .await
+        .unwrap();
     let pods = wait_running(&ns.api(), "solo", 3, BIND).await;
     let used: BTreeSet<String> = pods.iter().filter_map(node_of).collect();
     assert_eq!(used.len(), 3, "one pod per node: {used:?}");
 
     // A fourth replica has nowhere to go.
     deployments
-        .patch("solo", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}})))
+        .patch(
+            "solo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
         .await
         .unwrap();
     let pods_api: Api<Pod> = ns.api();
     let message = wait_for("the fourth replica Unschedulable", BIND, || async {
-        let list = pods_api.list(&ListParams::default().labels("app=solo")).await.map_err(|e| e.to_string())?;
+        let list = pods_api
+            .list(&ListParams::default().labels("app=solo"))
+            .await
+            .map_err(|e| e.to_string())?;
         list.items
             .iter()
             .filter(|p| node_of(p).is_none())
-            .find_map(|p| pod_scheduled_condition(p).filter(|c| c.1 == "Unschedulable").map(|c| c.2))
+            .find_map(|p| {
+                pod_scheduled_condition(p)
+                    .filter(|c| c.1 == "Unschedulable")
+                    .map(|c| c.2)
+            })
             .ok_or_else(|| format!("{} pods, none reported Unschedulable yet", list.items.len()))
     })
     .await;
-    assert!(message.contains("3 node(s) didn't match pod anti-affinity rules"), "{message}");
+    assert!(
+        message.contains("3 node(s) didn't match pod anti-affinity rules"),
+        "{message}"
+    );
     ns.cleanup().await;
     nodes.cleanup().await;
 }
@@ -373,7 +522,9 @@ async fn topology_spread_keeps_zones_within_max_skew() {
     for (z, per_zone) in zones.iter().zip([3, 2, 1]) {
         for _ in 0..per_zone {
             let labels = json!({"dlite.dev/pool": ns.name, "topology.kubernetes.io/zone": format!("{}-{z}", ns.name)});
-            nodes.create(&format!("{}-n{count}", ns.name), "8", labels, json!([])).await;
+            nodes
+                .create(&format!("{}-n{count}", ns.name), "8", labels, json!([]))
+                .await;
             count += 1;
         }
     }
@@ -391,7 +542,10 @@ async fn topology_spread_keeps_zones_within_max_skew() {
             }]
         }),
     );
-    ns.api::<Deployment>().create(&PostParams::default(), &deployment("spread", 9, spec)).await.unwrap();
+    ns.api::<Deployment>()
+        .create(&PostParams::default(), &deployment("spread", 9, spec))
+        .await
+        .unwrap();
     let pods = wait_running(&ns.api(), "spread", 9, BIND).await;
     let node_zone: BTreeMap<String, String> = Api::<Node>::all(ns.client.clone())
         .list(&ListParams::default().labels(&format!("dlite.dev/pool={}", ns.name)))
@@ -399,13 +553,24 @@ async fn topology_spread_keeps_zones_within_max_skew() {
         .unwrap()
         .items
         .into_iter()
-        .map(|n| (n.name_any(), n.labels()["topology.kubernetes.io/zone"].clone()))
+        .map(|n| {
+            (
+                n.name_any(),
+                n.labels()["topology.kubernetes.io/zone"].clone(),
+            )
+        })
         .collect();
     let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
     for p in &pods {
-        *per_zone.entry(node_zone[&node_of(p).unwrap()].clone()).or_default() += 1;
+        *per_zone
+            .entry(node_zone[&node_of(p).unwrap()].clone())
+            .or_default() += 1;
     }
-    assert_eq!(per_zone.values().copied().collect::<Vec<_>>(), [3, 3, 3], "{per_zone:?}");
+    assert_eq!(
+        per_zone.values().copied().collect::<Vec<_>>(),
+        [3, 3, 3],
+        "{per_zone:?}"
+    );
     ns.cleanup().await;
     nodes.cleanup().await;
 }
@@ -417,46 +582,95 @@ async fn a_pod_that_fits_nowhere_is_explained_and_bound_once_a_node_fits() {
     let pods: Api<Pod> = ns.api();
     // Tolerating every taint (and so cordons) keeps the message down to
     // cpu on whatever nodes other tests have in the cluster meanwhile.
-    let spec = pod_spec(&scheduler_name(&ns), "100", json!({"tolerations": [{"operator": "Exists"}]}));
-    pods.create(&PostParams::default(), &pod("big", json!({}), spec)).await.unwrap();
+    let spec = pod_spec(
+        &scheduler_name(&ns),
+        "100",
+        json!({"tolerations": [{"operator": "Exists"}]}),
+    );
+    pods.create(&PostParams::default(), &pod("big", json!({}), spec))
+        .await
+        .unwrap();
 
     // Other tests add and remove nodes; the scheduler retries on each, so
     // the message settles on the current count.
     let nodes_api: Api<Node> = Api::all(ns.client.clone());
-    let (expected, pod) = wait_for("PodScheduled=False with the exact message", BIND, || async {
-        let n = nodes_api.list(&ListParams::default()).await.map_err(|e| e.to_string())?.items.len();
-        let expected = format!("0/{n} nodes are available: {n} Insufficient cpu.");
-        let p = pods.get("big").await.map_err(|e| e.to_string())?;
-        match pod_scheduled_condition(&p) {
-            Some((s, r, m)) if s == "False" && r == "Unschedulable" && m == expected => Ok((expected, p)),
-            other => Err(format!("expected {expected:?}, saw {other:?}")),
-        }
-    })
+    let (expected, pod) = wait_for(
+        "PodScheduled=False with the exact message",
+        BIND,
+        || async {
+            let n = nodes_api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            let expected = format!("0/{n} nodes are available: {n} Insufficient cpu.");
+            let p = pods.get("big").await.map_err(|e| e.to_string())?;
+            match pod_scheduled_condition(&p) {
+                Some((s, r, m)) if s == "False" && r == "Unschedulable" && m == expected => {
+                    Ok((expected, p))
+                }
+                other => Err(format!("expected {expected:?}, saw {other:?}")),
+            }
+        },
+    )
     .await;
-    let n: usize = expected.split('/').nth(1).and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
-    wait_for("a FailedScheduling event with that message", Duration::from_secs(30), || async {
-        let all = events(&ns).await;
-        let found = all.iter().any(|e| {
-            about(e, &pod)
-                && e.reason.as_deref() == Some("FailedScheduling")
-                && e.type_.as_deref() == Some("Warning")
-                && e.note.as_deref() == Some(expected.as_str())
-                && e.reporting_controller.as_deref() == Some(scheduler_name(&ns).as_str())
-        });
-        if found { Ok(()) } else { Err(format!("{:?}", all.iter().map(|e| (&e.reason, &e.note)).collect::<Vec<_>>())) }
-    })
+    let n: usize = expected
+        .split('/')
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_for(
+        "a FailedScheduling event with that message",
+        Duration::from_secs(30),
+        || async {
+            let all = events(&ns).await;
+            let found = all.iter().any(|e| {
+                about(e, &pod)
+                    && e.reason.as_deref() == Some("FailedScheduling")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.note.as_deref() == Some(expected.as_str())
+                    && e.reporting_controller.as_deref() == Some(scheduler_name(&ns).as_str())
+            });
+            if found {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{:?}",
+                    all.iter().map(|e| (&e.reason, &e.note)).collect::<Vec<_>>()
+                ))
+            }
+        },
+    )
     .await;
-    let d = wait_for("the diagnosis annotation of that attempt", Duration::from_secs(30), || async {
-        let p = pods.get("big").await.map_err(|e| e.to_string())?;
-        let d = diagnosis::from_annotations(p.metadata.annotations.as_ref()).map_err(|e| e.to_string())?;
-        if d.message == expected { Ok(d) } else { Err(d.message) }
-    })
+    let d = wait_for(
+        "the diagnosis annotation of that attempt",
+        Duration::from_secs(30),
+        || async {
+            let p = pods.get("big").await.map_err(|e| e.to_string())?;
+            let d = diagnosis::from_annotations(p.metadata.annotations.as_ref())
+                .map_err(|e| e.to_string())?;
+            if d.message == expected {
+                Ok(d)
+            } else {
+                Err(d.message)
+            }
+        },
+    )
     .await;
     assert_eq!(d.num_all_nodes, n);
     assert_eq!(d.nodes.len() + d.omitted_nodes, n);
     for node in &d.nodes {
-        assert_eq!((node.plugin.as_str(), node.reasons.as_slice()), ("NodeResourcesFit", &["Insufficient cpu".to_string()][..]));
-        assert!(node.unresolvable, "100 cpu exceeds the whole node: no eviction can help");
+        assert_eq!(
+            (node.plugin.as_str(), node.reasons.as_slice()),
+            ("NodeResourcesFit", &["Insufficient cpu".to_string()][..])
+        );
+        assert!(
+            node.unresolvable,
+            "100 cpu exceeds the whole node: no eviction can help"
+        );
     }
     let raw = pods.get("big").await.unwrap().annotations()[diagnosis::ANNOTATION].clone();
     assert!(raw.len() <= diagnosis::MAX_ANNOTATION_BYTES);
@@ -468,16 +682,23 @@ async fn a_pod_that_fits_nowhere_is_explained_and_bound_once_a_node_fits() {
     let big_node = format!("{}-big", ns.name);
     let added = Instant::now();
     nodes.create(&big_node, "128", json!({}), json!([])).await;
-    let bound = wait_for("the pod bound to the new node", Duration::from_secs(30), || async {
-        let p = pods.get("big").await.map_err(|e| e.to_string())?;
-        node_of(&p).ok_or_else(|| "not bound".to_string())
-    })
+    let bound = wait_for(
+        "the pod bound to the new node",
+        Duration::from_secs(30),
+        || async {
+            let p = pods.get("big").await.map_err(|e| e.to_string())?;
+            node_of(&p).ok_or_else(|| "not bound".to_string())
+        },
+    )
     .await;
     let took = added.elapsed();
     assert_eq!(bound, big_node);
     // The node event moves the pod back at once; at most its backoff (up
     // to 10 s after repeated attempts) delays it.
-    assert!(took < Duration::from_secs(15), "bound {took:?} after the node was added");
+    assert!(
+        took < Duration::from_secs(15),
+        "bound {took:?} after the node was added"
+    );
     println!("bound {took:?} after a fitting node was added");
     ns.cleanup().await;
     nodes.cleanup().await;
@@ -490,28 +711,54 @@ async fn restarting_the_scheduler_loses_no_pod_and_binds_none_twice() {
     let mut first = start_scheduler(&ns, "-1", &["--kube-api-qps", "5", "--kube-api-burst", "1"]);
     let replicas = 40;
     ns.api::<Deployment>()
-        .create(&PostParams::default(), &deployment("restart", replicas, pod_spec(&scheduler_name(&ns), "10m", json!({}))))
+        .create(
+            &PostParams::default(),
+            &deployment(
+                "restart",
+                replicas,
+                pod_spec(&scheduler_name(&ns), "10m", json!({})),
+            ),
+        )
         .await
         .unwrap();
     let pods: Api<Pod> = ns.api();
     let bound_before = wait_for("some pods bound by the first scheduler", BIND, || async {
-        let list = pods.list(&ListParams::default().labels("app=restart")).await.map_err(|e| e.to_string())?;
+        let list = pods
+            .list(&ListParams::default().labels("app=restart"))
+            .await
+            .map_err(|e| e.to_string())?;
         let bound = list.items.iter().filter(|p| node_of(p).is_some()).count();
-        if bound >= 5 { Ok(bound) } else { Err(format!("{bound} bound")) }
+        if bound >= 5 {
+            Ok(bound)
+        } else {
+            Err(format!("{bound} bound"))
+        }
     })
     .await;
     first.kill();
-    let after_kill = pods.list(&ListParams::default().labels("app=restart")).await.unwrap().items;
+    let after_kill = pods
+        .list(&ListParams::default().labels("app=restart"))
+        .await
+        .unwrap()
+        .items;
     let bound_at_kill = after_kill.iter().filter(|p| node_of(p).is_some()).count();
-    assert!(bound_at_kill < replicas as usize, "the kill must land mid-way ({bound_at_kill} bound)");
-    println!("killed the first scheduler with {bound_at_kill} of {replicas} bound (saw {bound_before})");
+    assert!(
+        bound_at_kill < replicas as usize,
+        "the kill must land mid-way ({bound_at_kill} bound)"
+    );
+    println!(
+        "killed the first scheduler with {bound_at_kill} of {replicas} bound (saw {bound_before})"
+    );
 
     let second = start_scheduler(&ns, "-2", &[]);
     let all = wait_running(&pods, "restart", replicas as usize, BIND).await;
     // A pod's binding is final: those bound before the kill kept their node.
     for p in &after_kill {
         if let Some(node) = node_of(p) {
-            let now = all.iter().find(|q| q.metadata.uid == p.metadata.uid).expect("pod still there");
+            let now = all
+                .iter()
+                .find(|q| q.metadata.uid == p.metadata.uid)
+                .expect("pod still there");
             assert_eq!(node_of(now), Some(node));
         }
     }
@@ -521,19 +768,42 @@ async fn restarting_the_scheduler_loses_no_pod_and_binds_none_twice() {
     let evs = events(&ns).await;
     let mut with_event = 0;
     for p in &all {
-        let scheduled: Vec<&Event> = evs.iter().filter(|e| about(e, p) && e.reason.as_deref() == Some("Scheduled")).collect();
-        assert!(scheduled.len() <= 1, "pod {} scheduled twice: {scheduled:?}", p.name_any());
+        let scheduled: Vec<&Event> = evs
+            .iter()
+            .filter(|e| about(e, p) && e.reason.as_deref() == Some("Scheduled"))
+            .collect();
+        assert!(
+            scheduled.len() <= 1,
+            "pod {} scheduled twice: {scheduled:?}",
+            p.name_any()
+        );
         if let Some(e) = scheduled.first() {
             with_event += 1;
-            assert!(e.note.as_deref().unwrap_or("").ends_with(&format!(" to {}", node_of(p).unwrap())), "{e:?}");
+            assert!(
+                e.note
+                    .as_deref()
+                    .unwrap_or("")
+                    .ends_with(&format!(" to {}", node_of(p).unwrap())),
+                "{e:?}"
+            );
             assert!(e.series.is_none());
         }
-        let failed: Vec<&Event> = evs.iter().filter(|e| about(e, p) && e.reason.as_deref() == Some("FailedScheduling")).collect();
+        let failed: Vec<&Event> = evs
+            .iter()
+            .filter(|e| about(e, p) && e.reason.as_deref() == Some("FailedScheduling"))
+            .collect();
         assert!(failed.is_empty(), "pod {}: {failed:?}", p.name_any());
     }
-    assert!(with_event >= replicas as usize - bound_at_kill, "{with_event} Scheduled events");
+    assert!(
+        with_event >= replicas as usize - bound_at_kill,
+        "{with_event} Scheduled events"
+    );
     let log = std::fs::read_to_string(&second.log).unwrap_or_default();
-    assert!(!log.contains("already bound"), "the second scheduler tried to bind a bound pod:\n{}", second.log_tail(40));
+    assert!(
+        !log.contains("already bound"),
+        "the second scheduler tried to bind a bound pod:\n{}",
+        second.log_tail(40)
+    );
     ns.cleanup().await;
 }
 
@@ -545,17 +815,44 @@ async fn pods_of_other_schedulers_are_never_touched() {
     let other = format!("someone-else-{}", ns.name);
     // Fits anywhere, and would not if it were ours and asked for 100 cpu:
     // two pods of the other scheduler, one schedulable, one not.
-    pods.create(&PostParams::default(), &pod("theirs", json!({}), pod_spec(&other, "10m", json!({})))).await.unwrap();
-    pods.create(&PostParams::default(), &pod("theirs-big", json!({}), pod_spec(&other, "100", json!({})))).await.unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod("theirs", json!({}), pod_spec(&other, "10m", json!({}))),
+    )
+    .await
+    .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod("theirs-big", json!({}), pod_spec(&other, "100", json!({}))),
+    )
+    .await
+    .unwrap();
     // Gated pods of ours are held back too; this one proves the scheduler
     // is working meanwhile once its gate goes.
     pods.create(
         &PostParams::default(),
-        &pod("ours", json!({}), pod_spec(&scheduler_name(&ns), "10m", json!({"schedulingGates": [{"name": "dlite.dev/hold"}]}))),
+        &pod(
+            "ours",
+            json!({}),
+            pod_spec(
+                &scheduler_name(&ns),
+                "10m",
+                json!({"schedulingGates": [{"name": "dlite.dev/hold"}]}),
+            ),
+        ),
     )
     .await
     .unwrap();
-    pods.create(&PostParams::default(), &pod("ours-2", json!({}), pod_spec(&scheduler_name(&ns), "10m", json!({})))).await.unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "ours-2",
+            json!({}),
+            pod_spec(&scheduler_name(&ns), "10m", json!({})),
+        ),
+    )
+    .await
+    .unwrap();
     wait_for("our ungated pod bound", BIND, || async {
         let p = pods.get("ours-2").await.map_err(|e| e.to_string())?;
         node_of(&p).ok_or_else(|| "not bound".to_string())
@@ -563,8 +860,17 @@ async fn pods_of_other_schedulers_are_never_touched() {
     .await;
     let gated = pods.get("ours").await.unwrap();
     assert!(node_of(&gated).is_none(), "a gated pod is not scheduled");
-    assert!(events(&ns).await.iter().all(|e| !about(e, &gated)), "nor attempted");
-    pods.patch("ours", &PatchParams::default(), &Patch::Merge(json!({"spec": {"schedulingGates": null}}))).await.unwrap();
+    assert!(
+        events(&ns).await.iter().all(|e| !about(e, &gated)),
+        "nor attempted"
+    );
+    pods.patch(
+        "ours",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"schedulingGates": null}})),
+    )
+    .await
+    .unwrap();
     wait_for("our pod bound once its gate is gone", BIND, || async {
         let p = pods.get("ours").await.map_err(|e| e.to_string())?;
         node_of(&p).ok_or_else(|| "not bound".to_string())
@@ -574,9 +880,20 @@ async fn pods_of_other_schedulers_are_never_touched() {
     for name in ["theirs", "theirs-big"] {
         let p = pods.get(name).await.unwrap();
         assert!(node_of(&p).is_none(), "{name} was bound");
-        assert!(pod_scheduled_condition(&p).is_none(), "{name} got a condition: {:?}", p.status);
-        assert!(!p.annotations().contains_key(diagnosis::ANNOTATION), "{name} was annotated");
-        let about_it: Vec<Event> = events(&ns).await.into_iter().filter(|e| about(e, &p)).collect();
+        assert!(
+            pod_scheduled_condition(&p).is_none(),
+            "{name} got a condition: {:?}",
+            p.status
+        );
+        assert!(
+            !p.annotations().contains_key(diagnosis::ANNOTATION),
+            "{name} was annotated"
+        );
+        let about_it: Vec<Event> = events(&ns)
+            .await
+            .into_iter()
+            .filter(|e| about(e, &p))
+            .collect();
         assert!(about_it.is_empty(), "{name}: {about_it:?}");
     }
     ns.cleanup().await;

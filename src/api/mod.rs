@@ -50,13 +50,47 @@ pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
         status_replicas_path = ".status.replicas",
         label_selector_path = ".status.selector"
     ),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready", description = "Ready replicas out of desired"),
-    printcolumn(name = "Up-to-date", type_ = "integer", json_path = ".status.updatedReplicas", description = "Replicas of the current pod template"),
-    printcolumn(name = "Available", type_ = "integer", json_path = ".status.availableReplicas", description = "Replicas available for at least minReadySeconds"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Containers", type_ = "string", json_path = ".spec.template.spec.containers[*].name", priority = 1),
-    printcolumn(name = "Images", type_ = "string", json_path = ".spec.template.spec.containers[*].image", priority = 1),
-    printcolumn(name = "Selector", type_ = "string", json_path = ".status.selector", priority = 1)
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.ready",
+        description = "Ready replicas out of desired"
+    ),
+    printcolumn(
+        name = "Up-to-date",
+        type_ = "integer",
+        json_path = ".status.updatedReplicas",
+        description = "Replicas of the current pod template"
+    ),
+    printcolumn(
+        name = "Available",
+        type_ = "integer",
+        json_path = ".status.availableReplicas",
+        description = "Replicas available for at least minReadySeconds"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Containers",
+        type_ = "string",
+        json_path = ".spec.template.spec.containers[*].name",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Images",
+        type_ = "string",
+        json_path = ".spec.template.spec.containers[*].image",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Selector",
+        type_ = "string",
+        json_path = ".status.selector",
+        priority = 1
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -96,7 +130,10 @@ pub struct DeploymentLiteSpec {
     pub min_ready_seconds: i32,
 
     /// The number of old ReplicaSets to retain to allow rollback. Defaults to 10.
-    #[serde(default = "default_revision_history_limit", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default = "default_revision_history_limit",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(range(min = 0))]
     pub revision_history_limit: Option<i32>,
 
@@ -107,7 +144,10 @@ pub struct DeploymentLiteSpec {
     /// The maximum time in seconds for a rollout to make progress before it is
     /// considered failed (condition Progressing=False ProgressDeadlineExceeded).
     /// Defaults to 600; must be greater than minReadySeconds.
-    #[serde(default = "default_progress_deadline_seconds", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default = "default_progress_deadline_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(range(min = 1))]
     pub progress_deadline_seconds: Option<i32>,
 
@@ -148,7 +188,9 @@ pub struct DeploymentLiteStrategy {
     pub rolling_update: Option<RollingUpdateDeploymentLite>,
 }
 
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 pub enum StrategyType {
     /// Kill all existing pods before creating new ones.
     Recreate,
@@ -245,7 +287,10 @@ impl DeploymentLiteSpec {
         }
         let default = || IntOrString::String("25%".into());
         let ru = self.strategy.rolling_update.clone().unwrap_or_default();
-        Some((ru.max_surge.unwrap_or_else(default), ru.max_unavailable.unwrap_or_else(default)))
+        Some((
+            ru.max_surge.unwrap_or_else(default),
+            ru.max_unavailable.unwrap_or_else(default),
+        ))
     }
 }
 
@@ -253,7 +298,8 @@ impl DeploymentLiteSpec {
 /// they are apps/v1's own (`kubectl explain pod.spec` has them) and would
 /// make the CRD too large for a client-side `kubectl apply`, whose
 /// last-applied annotation is limited to 256 KiB.
-pub fn crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+pub fn crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
     use kube::CustomResourceExt;
     let mut v = serde_json::to_value(DeploymentLite::crd()).expect("the CRD serializes");
     for version in v["spec"]["versions"].as_array_mut().into_iter().flatten() {
@@ -305,6 +351,10 @@ mod tests {
 
     #[test]
     fn crd_fits_a_client_side_apply() {
-        assert!(super::crd_yaml().len() < 200 * 1024, "CRD is {} bytes", super::crd_yaml().len());
+        assert!(
+            super::crd_yaml().len() < 200 * 1024,
+            "CRD is {} bytes",
+            super::crd_yaml().len()
+        );
     }
 }

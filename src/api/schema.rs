@@ -36,7 +36,10 @@ pub fn conditions(g: &mut SchemaGenerator) -> Schema {
     let mut item = g.subschema_for::<k8s_openapi::api::apps::v1::DeploymentCondition>();
     // The generator may hand back a $ref; conditions are inlined instead.
     if item.get("$ref").is_some() {
-        item = <k8s_openapi::api::apps::v1::DeploymentCondition as schemars::JsonSchema>::json_schema(g);
+        item =
+            <k8s_openapi::api::apps::v1::DeploymentCondition as schemars::JsonSchema>::json_schema(
+                g,
+            );
     }
     json_schema!({
         "type": "array",

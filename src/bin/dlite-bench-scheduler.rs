@@ -36,7 +36,10 @@ const KUBE_NAME: &str = "bench-kube-scheduler";
 const RAW_NAME: &str = "bench-raw-binder";
 
 #[derive(Parser, Debug)]
-#[command(name = "dlite-bench-scheduler", about = "dlite-scheduler vs kube-scheduler vs a raw binder, on the local control plane")]
+#[command(
+    name = "dlite-bench-scheduler",
+    about = "dlite-scheduler vs kube-scheduler vs a raw binder, on the local control plane"
+)]
 struct Args {
     /// Sizes as NODESxPODS, comma-separated.
     #[arg(long, default_value = "100x1000,1000x5000", value_delimiter = ',')]
@@ -91,7 +94,9 @@ struct Row {
 }
 
 fn parse_size(s: &str) -> anyhow::Result<(usize, usize)> {
-    let (n, p) = s.split_once('x').with_context(|| format!("size {s:?}: expected NODESxPODS"))?;
+    let (n, p) = s
+        .split_once('x')
+        .with_context(|| format!("size {s:?}: expected NODESxPODS"))?;
     Ok((n.trim().parse()?, p.trim().parse()?))
 }
 
@@ -139,18 +144,35 @@ async fn create_nodes(client: &Client, count: usize) -> anyhow::Result<()> {
         .await?;
     let start = Instant::now();
     loop {
-        let list = nodes.list(&ListParams::default().labels(&format!("{BENCH_LABEL}=true"))).await?;
+        let list = nodes
+            .list(&ListParams::default().labels(&format!("{BENCH_LABEL}=true")))
+            .await?;
         let ready = list
             .items
             .iter()
             .filter(|n| {
-                let ready = n.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
-                let lifecycle_taint = n.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten().any(|t| t.key.starts_with("node.kubernetes.io/"));
+                let ready = n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                let lifecycle_taint = n
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.taints.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t.key.starts_with("node.kubernetes.io/"));
                 ready && !lifecycle_taint
             })
             .count();
         if ready >= count {
-            eprintln!("  {count} nodes Ready in {:.1}s", start.elapsed().as_secs_f64());
+            eprintln!(
+                "  {count} nodes Ready in {:.1}s",
+                start.elapsed().as_secs_f64()
+            );
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(600) {
@@ -162,7 +184,12 @@ async fn create_nodes(client: &Client, count: usize) -> anyhow::Result<()> {
 
 async fn delete_nodes(client: &Client) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    nodes.delete_collection(&DeleteParams::default(), &ListParams::default().labels(&format!("{BENCH_LABEL}=true"))).await?;
+    nodes
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels(&format!("{BENCH_LABEL}=true")),
+        )
+        .await?;
     Ok(())
 }
 
@@ -243,10 +270,22 @@ impl BindTimes {
         let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
         let t = times.clone();
         let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff().applied_objects());
+            let mut stream = std::pin::pin!(
+                watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .applied_objects()
+            );
             while let Some(Ok(p)) = stream.next().await {
-                if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| !n.is_empty()) {
-                    t.bound.lock().unwrap().entry(p.name_any()).or_insert_with(Instant::now);
+                if p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_ref())
+                    .is_some_and(|n| !n.is_empty())
+                {
+                    t.bound
+                        .lock()
+                        .unwrap()
+                        .entry(p.name_any())
+                        .or_insert_with(Instant::now);
                 }
             }
         });
@@ -258,7 +297,12 @@ impl BindTimes {
     }
 
     fn count_prefix(&self, prefix: &str) -> usize {
-        self.bound.lock().unwrap().keys().filter(|k| k.starts_with(prefix)).count()
+        self.bound
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .count()
     }
 }
 
@@ -280,7 +324,10 @@ impl Contender {
         match self {
             Contender::Process(mut c) => {
                 // SIGTERM, as a kubelet would; then reap.
-                let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(c.id().to_string())
+                    .status();
                 for _ in 0..100 {
                     if c.try_wait().ok().flatten().is_some() {
                         return;
@@ -303,16 +350,36 @@ fn log_file(out: &Path, name: &str) -> anyhow::Result<std::fs::File> {
 fn start_dlite(args: &Args, tag: &str) -> anyhow::Result<Contender> {
     let log = log_file(&args.out, &format!("dlite-scheduler-{tag}"))?;
     let child = Command::new(&args.dlite_scheduler)
-        .args(["--scheduler-name", DLITE_NAME, "--kube-api-qps", &args.qps.to_string(), "--kube-api-burst", &args.burst.to_string()])
-        .args(["--metrics-bind-address", "0", "--health-probe-bind-address", "0"])
+        .args([
+            "--scheduler-name",
+            DLITE_NAME,
+            "--kube-api-qps",
+            &args.qps.to_string(),
+            "--kube-api-burst",
+            &args.burst.to_string(),
+        ])
+        .args([
+            "--metrics-bind-address",
+            "0",
+            "--health-probe-bind-address",
+            "0",
+        ])
         .args(args.dlite_args.split_whitespace())
         .arg("--kubeconfig")
         .arg(&args.kubeconfig)
-        .env("RUST_LOG", std::env::var("DLITE_BENCH_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("DLITE_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .with_context(|| format!("starting {} (run `cargo build --release --bin dlite-scheduler`)", args.dlite_scheduler.display()))?;
+        .with_context(|| {
+            format!(
+                "starting {} (run `cargo build --release --bin dlite-scheduler`)",
+                args.dlite_scheduler.display()
+            )
+        })?;
     Ok(Contender::Process(child))
 }
 
@@ -320,7 +387,10 @@ fn kube_scheduler_bin(args: &Args) -> anyhow::Result<PathBuf> {
     if let Some(p) = &args.kube_scheduler {
         return Ok(p.clone());
     }
-    let out = Command::new("hack/testenv").arg("bin-dir").output().context("running hack/testenv bin-dir")?;
+    let out = Command::new("hack/testenv")
+        .arg("bin-dir")
+        .output()
+        .context("running hack/testenv bin-dir")?;
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("kube-scheduler"))
 }
 
@@ -363,13 +433,17 @@ async fn start_raw(args: &Args, namespace: &str, nodes: usize) -> anyhow::Result
     let limited = dlite::scheduler::run::rate_limited_client(config, args.qps, args.burst)?;
     let api: Api<Pod> = Api::namespaced(limited.clone(), namespace);
     let task = tokio::spawn(async move {
-        let stream = watcher(api, watcher::Config::default()).default_backoff().applied_objects();
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects();
         let mut next = 0usize;
         let mut seen = std::collections::HashSet::new();
         stream
             .filter_map(|p| async move { p.ok() })
             .filter(|p| {
-                let pending = p.spec.as_ref().is_some_and(|s| s.scheduler_name.as_deref() == Some(RAW_NAME) && s.node_name.is_none());
+                let pending = p.spec.as_ref().is_some_and(|s| {
+                    s.scheduler_name.as_deref() == Some(RAW_NAME) && s.node_name.is_none()
+                });
                 async move { pending }
             })
             .filter_map(|p| {
@@ -399,7 +473,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-async fn wait_bound(times: &BindTimes, prefix: &str, count: usize, timeout: Duration) -> anyhow::Result<()> {
+async fn wait_bound(
+    times: &BindTimes,
+    prefix: &str,
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         let bound = times.count_prefix(prefix);
@@ -413,7 +492,14 @@ async fn wait_bound(times: &BindTimes, prefix: &str, count: usize, timeout: Dura
     }
 }
 
-async fn run_one(args: &Args, client: &Client, which: &str, nodes: usize, pods: usize, round: usize) -> anyhow::Result<Row> {
+async fn run_one(
+    args: &Args,
+    client: &Client,
+    which: &str,
+    nodes: usize,
+    pods: usize,
+    round: usize,
+) -> anyhow::Result<Row> {
     let (label, scheduler_name): (&'static str, &str) = match which {
         "dlite" => ("dlite-scheduler", DLITE_NAME),
         "kube" => ("kube-scheduler", KUBE_NAME),
@@ -423,13 +509,24 @@ async fn run_one(args: &Args, client: &Client, which: &str, nodes: usize, pods: 
     let namespace = format!("dlite-bench-{which}-{nodes}x{pods}-{round}");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}}))?)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": namespace}}))?,
+        )
         .await
-        .with_context(|| format!("creating namespace {namespace} (left over from an earlier run? delete it)"))?;
+        .with_context(|| {
+            format!("creating namespace {namespace} (left over from an earlier run? delete it)")
+        })?;
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     // The default ServiceAccount must exist before pods can be created.
-    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &namespace);
-    while retry("reading the default ServiceAccount", || sas.get_opt("default")).await?.is_none() {
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), &namespace);
+    while retry("reading the default ServiceAccount", || {
+        sas.get_opt("default")
+    })
+    .await?
+    .is_none()
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (times, watch) = BindTimes::start(client, &namespace);
@@ -443,7 +540,15 @@ async fn run_one(args: &Args, client: &Client, which: &str, nodes: usize, pods: 
     // namespace removed, so a failed run leaves nothing behind.
     let measured = match contender {
         Ok(contender) => {
-            let result = measure(args, &pods_api, &times, scheduler_name, pods, contender.pid()).await;
+            let result = measure(
+                args,
+                &pods_api,
+                &times,
+                scheduler_name,
+                pods,
+                contender.pid(),
+            )
+            .await;
             contender.stop().await;
             result
         }
@@ -489,7 +594,9 @@ async fn measure(
 ) -> anyhow::Result<(Instant, f64, Option<f64>)> {
     // A warm-up pod proves the contender's caches are synced.
     create_pod(pods_api, &bench_pod("warmup", scheduler_name)).await?;
-    wait_bound(times, "warmup", 1, Duration::from_secs(180)).await.context("the warm-up pod was not bound")?;
+    wait_bound(times, "warmup", 1, Duration::from_secs(180))
+        .await
+        .context("the warm-up pod was not bound")?;
 
     eprintln!("  creating {pods} pods");
     let created = times.created.clone();
@@ -514,18 +621,40 @@ async fn measure(
 }
 
 /// Pods at once (grace 0), then the namespace.
-async fn cleanup(namespaces: &Api<Namespace>, pods_api: &Api<Pod>, namespace: &str) -> anyhow::Result<()> {
-    let now = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
-    let (all, one, plain) = (ListParams::default(), ListParams::default().limit(1), DeleteParams::default());
-    retry("deleting the pods", || pods_api.delete_collection(&now, &all)).await?;
+async fn cleanup(
+    namespaces: &Api<Namespace>,
+    pods_api: &Api<Pod>,
+    namespace: &str,
+) -> anyhow::Result<()> {
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    let (all, one, plain) = (
+        ListParams::default(),
+        ListParams::default().limit(1),
+        DeleteParams::default(),
+    );
+    retry("deleting the pods", || {
+        pods_api.delete_collection(&now, &all)
+    })
+    .await?;
     let start = Instant::now();
-    while !retry("listing pods", || pods_api.list(&one)).await?.items.is_empty()
+    while !retry("listing pods", || pods_api.list(&one))
+        .await?
+        .items
+        .is_empty()
         && start.elapsed() < Duration::from_secs(300)
     {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    retry("deleting the namespace", || namespaces.delete(namespace, &plain)).await?;
-    while retry("reading the namespace", || namespaces.get_opt(namespace)).await?.is_some()
+    retry("deleting the namespace", || {
+        namespaces.delete(namespace, &plain)
+    })
+    .await?;
+    while retry("reading the namespace", || namespaces.get_opt(namespace))
+        .await?
+        .is_some()
         && start.elapsed() < Duration::from_secs(300)
     {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -543,7 +672,11 @@ fn table(rows: &[Row], args: &Args) -> String {
         args.repeat.max(1)
     );
     for r in rows {
-        let range = if args.repeat > 1 { format!(" ({})", r.range) } else { String::new() };
+        let range = if args.repeat > 1 {
+            format!(" ({})", r.range)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
             "| {} | {} | {} | {:.0}{range} | {} | {} | {} |\n",
             r.scheduler,
@@ -552,12 +685,21 @@ fn table(rows: &[Row], args: &Args) -> String {
             r.pods_per_sec,
             ms(r.p50),
             ms(r.p99),
-            r.peak_rss_mib.map(|m| format!("{m:.1} MiB")).unwrap_or_else(|| "-".into())
+            r.peak_rss_mib
+                .map(|m| format!("{m:.1} MiB"))
+                .unwrap_or_else(|| "-".into())
         ));
     }
     out.push_str("\nPod creation (64 in flight, no client limit) took: ");
-    let creates: Vec<String> =
-        rows.iter().map(|r| format!("{} {}x{} {:.1} s", r.scheduler, r.nodes, r.pods, r.create_secs)).collect();
+    let creates: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}x{} {:.1} s",
+                r.scheduler, r.nodes, r.pods, r.create_secs
+            )
+        })
+        .collect();
     out.push_str(&creates.join("; "));
     out.push('\n');
     out
@@ -569,7 +711,10 @@ async fn main() -> anyhow::Result<()> {
     let sizes: Vec<(usize, usize)> = if args.quick {
         vec![(50, 500)]
     } else {
-        args.sizes.iter().map(|s| parse_size(s)).collect::<anyhow::Result<_>>()?
+        args.sizes
+            .iter()
+            .map(|s| parse_size(s))
+            .collect::<anyhow::Result<_>>()?
     };
     let client = client(&args.kubeconfig).await?;
     let mut rows = Vec::new();
@@ -598,7 +743,11 @@ async fn main() -> anyhow::Result<()> {
             for mut r in runs.into_iter().filter(|r| !r.is_empty()) {
                 r.sort_by(|a, b| a.pods_per_sec.total_cmp(&b.pods_per_sec));
                 let median = r.len() / 2;
-                let spread = format!("{:.0}-{:.0}", r[0].pods_per_sec, r[r.len() - 1].pods_per_sec);
+                let spread = format!(
+                    "{:.0}-{:.0}",
+                    r[0].pods_per_sec,
+                    r[r.len() - 1].pods_per_sec
+                );
                 let mut row = r.swap_remove(median);
                 row.range = spread;
                 rows.push(row);

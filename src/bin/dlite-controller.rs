@@ -12,7 +12,11 @@ use dlite::runtime::{leader, server};
 use futures::FutureExt;
 
 #[derive(Parser, Debug)]
-#[command(name = "dlite-controller", version, about = "Reconciles DeploymentLite objects into ReplicaSets")]
+#[command(
+    name = "dlite-controller",
+    version,
+    about = "Reconciles DeploymentLite objects into ReplicaSets"
+)]
 struct Args {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "DLITE_NAMESPACE")]
@@ -28,26 +32,46 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     dlite::telemetry::init(args.log_format);
-    let metrics_addr = RuntimeArgs::addr("metrics-bind-address", &args.runtime.metrics_bind_address)?;
-    let health_addr = RuntimeArgs::addr("health-probe-bind-address", &args.runtime.health_probe_bind_address)?;
+    let metrics_addr =
+        RuntimeArgs::addr("metrics-bind-address", &args.runtime.metrics_bind_address)?;
+    let health_addr = RuntimeArgs::addr(
+        "health-probe-bind-address",
+        &args.runtime.health_probe_bind_address,
+    )?;
     let client = kube::Client::try_default().await?;
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = ControllerMetrics::register(&mut registry);
     let health = server::Health::new();
-    server::start(metrics_addr, health_addr, Arc::new(registry), health.clone()).await?;
+    server::start(
+        metrics_addr,
+        health_addr,
+        Arc::new(registry),
+        health.clone(),
+    )
+    .await?;
 
     tracing::info!(namespace = ?args.namespace, leader_elect = args.runtime.leader_elect, "starting dlite-controller");
     let shutdown = dlite::telemetry::shutdown_signal().boxed().shared();
     let work = reconciler::run(
         client.clone(),
-        Options { namespace: args.namespace },
+        Options {
+            namespace: args.namespace,
+        },
         metrics.clone(),
         health.clone(),
         shutdown.clone(),
     );
-    leader::run_as_leader(client, &args.runtime, "dlite-controller", health, metrics.leader.clone(), shutdown, work)
-        .await?;
+    leader::run_as_leader(
+        client,
+        &args.runtime,
+        "dlite-controller",
+        health,
+        metrics.leader.clone(),
+        shutdown,
+        work,
+    )
+    .await?;
     tracing::info!("dlite-controller stopped");
     Ok(())
 }

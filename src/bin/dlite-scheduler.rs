@@ -13,7 +13,11 @@ use dlite::scheduler::schedule_one::Observability;
 use futures::FutureExt;
 
 #[derive(Parser, Debug)]
-#[command(name = "dlite-scheduler", version, about = "Schedules pods with kube-scheduler's default filters and scores")]
+#[command(
+    name = "dlite-scheduler",
+    version,
+    about = "Schedules pods with kube-scheduler's default filters and scores"
+)]
 struct Args {
     #[command(flatten)]
     flags: Flags,
@@ -29,8 +33,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     dlite::telemetry::init(args.log_format);
     let config = SchedulerConfig::load(&args.flags)?;
-    let metrics_addr = RuntimeArgs::addr("metrics-bind-address", &args.runtime.metrics_bind_address)?;
-    let health_addr = RuntimeArgs::addr("health-probe-bind-address", &args.runtime.health_probe_bind_address)?;
+    let metrics_addr =
+        RuntimeArgs::addr("metrics-bind-address", &args.runtime.metrics_bind_address)?;
+    let health_addr = RuntimeArgs::addr(
+        "health-probe-bind-address",
+        &args.runtime.health_probe_bind_address,
+    )?;
     let kube_config = match &config.kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)?;
@@ -42,23 +50,42 @@ async fn main() -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = SchedulerMetrics::register(&mut registry);
     let health = server::Health::new();
-    server::start(metrics_addr, health_addr, Arc::new(registry), health.clone()).await?;
+    server::start(
+        metrics_addr,
+        health_addr,
+        Arc::new(registry),
+        health.clone(),
+    )
+    .await?;
 
     let shutdown = dlite::telemetry::shutdown_signal().boxed().shared();
     let outcome = Arc::new(Mutex::new(Ok(())));
     let work = {
         let outcome = outcome.clone();
-        let observe = Observability { metrics: metrics.clone(), health: Some(health.clone()) };
-        let (config, kube_config, shutdown) = (config.clone(), kube_config.clone(), shutdown.clone());
+        let observe = Observability {
+            metrics: metrics.clone(),
+            health: Some(health.clone()),
+        };
+        let (config, kube_config, shutdown) =
+            (config.clone(), kube_config.clone(), shutdown.clone());
         async move {
-            *outcome.lock().unwrap() = dlite::scheduler::run::run(config, kube_config, observe, shutdown).await;
+            *outcome.lock().unwrap() =
+                dlite::scheduler::run::run(config, kube_config, observe, shutdown).await;
         }
     };
     // The Lease is renewed on a client of its own, outside the scheduler's
     // QPS budget, so a busy scheduler never loses it for want of tokens.
     let lease_client = kube::Client::try_from(kube_config)?;
-    leader::run_as_leader(lease_client, &args.runtime, "dlite-scheduler", health, metrics.leader.clone(), shutdown, work)
-        .await?;
+    leader::run_as_leader(
+        lease_client,
+        &args.runtime,
+        "dlite-scheduler",
+        health,
+        metrics.leader.clone(),
+        shutdown,
+        work,
+    )
+    .await?;
     std::mem::replace(&mut *outcome.lock().unwrap(), Ok(()))?;
     Ok(())
 }

@@ -111,9 +111,16 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
             's' => 1,
             'm' => 60,
             'h' => 3600,
-            _ => return Err(format!("invalid duration {s:?}: use a number with s, m or h")),
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: use a number with s, m or h"
+                ));
+            }
         };
-        total = n.checked_mul(unit).and_then(|n| total.checked_add(n)).ok_or_else(out_of_range)?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|n| total.checked_add(n))
+            .ok_or_else(out_of_range)?;
     }
     if !num.is_empty() {
         return Err(format!("invalid duration {s:?}: missing unit (s, m or h)"));

@@ -45,7 +45,10 @@ impl CliError {
     }
 
     pub fn not_found(name: &str) -> Self {
-        CliError::Server { reason: "NotFound".into(), message: format!("{RESOURCE_PLURAL} \"{name}\" not found") }
+        CliError::Server {
+            reason: "NotFound".into(),
+            message: format!("{RESOURCE_PLURAL} \"{name}\" not found"),
+        }
     }
 }
 
@@ -86,11 +89,16 @@ pub fn rollout_status(dl: &DeploymentLite) -> Result<(String, bool), CliError> {
     let name = dl.name_any();
     let st = dl.status.clone().unwrap_or_default();
     if dl.metadata.generation.unwrap_or(0) > st.observed_generation.unwrap_or(0) {
-        return Ok(("Waiting for deployment spec update to be observed...".into(), false));
+        return Ok((
+            "Waiting for deployment spec update to be observed...".into(),
+            false,
+        ));
     }
     let progressing = st.conditions.iter().find(|c| c.type_ == "Progressing");
     if progressing.is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")) {
-        return Err(CliError::msg(format!("deployment \"{name}\" exceeded its progress deadline")));
+        return Err(CliError::msg(format!(
+            "deployment \"{name}\" exceeded its progress deadline"
+        )));
     }
     let replicas = dl.spec.replicas;
     if st.updated_replicas < replicas {
@@ -120,7 +128,10 @@ pub fn rollout_status(dl: &DeploymentLite) -> Result<(String, bool), CliError> {
             false,
         ));
     }
-    Ok((format!("deployment \"{name}\" successfully rolled out"), true))
+    Ok((
+        format!("deployment \"{name}\" successfully rolled out"),
+        true,
+    ))
 }
 
 fn revision_of(rs: &ReplicaSet) -> Option<i64> {
@@ -129,24 +140,40 @@ fn revision_of(rs: &ReplicaSet) -> Option<i64> {
 
 /// The object's ReplicaSets by revision (those without one are not history).
 pub fn history(rses: &[ReplicaSet]) -> BTreeMap<i64, &ReplicaSet> {
-    rses.iter().filter_map(|rs| revision_of(rs).map(|r| (r, rs))).collect()
+    rses.iter()
+        .filter_map(|rs| revision_of(rs).map(|r| (r, rs)))
+        .collect()
 }
 
 /// `rollout history NAME`: kubectl's REVISION / CHANGE-CAUSE table.
 pub fn history_table(name: &str, rses: &[ReplicaSet]) -> String {
     let mut out = format!("{RESOURCE}/{name} \nREVISION  CHANGE-CAUSE\n");
     for (rev, rs) in history(rses) {
-        let cause = rs.annotations().get(CHANGE_CAUSE_ANNOTATION).cloned().unwrap_or_else(|| "<none>".into());
+        let cause = rs
+            .annotations()
+            .get(CHANGE_CAUSE_ANNOTATION)
+            .cloned()
+            .unwrap_or_else(|| "<none>".into());
         out.push_str(&format!("{:<10}{}\n", rev, cause));
     }
     out
 }
 
 /// `rollout history NAME --revision N`: that revision's pod template.
-pub fn history_revision(name: &str, rses: &[ReplicaSet], revision: i64) -> Result<String, CliError> {
+pub fn history_revision(
+    name: &str,
+    rses: &[ReplicaSet],
+    revision: i64,
+) -> Result<String, CliError> {
     let h = history(rses);
-    let rs = h.get(&revision).ok_or_else(|| CliError::msg("unable to find the specified revision"))?;
-    let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+    let rs = h
+        .get(&revision)
+        .ok_or_else(|| CliError::msg("unable to find the specified revision"))?;
+    let template = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default();
     let mut out = format!("{RESOURCE}/{name} with revision #{revision}\n");
     out.push_str(&template::describe(&template));
     Ok(out)
@@ -163,11 +190,17 @@ pub enum UndoPlan {
     Skip(String),
 }
 
-pub fn plan_undo(dl: &DeploymentLite, rses: &[ReplicaSet], to_revision: i64) -> Result<UndoPlan, CliError> {
+pub fn plan_undo(
+    dl: &DeploymentLite,
+    rses: &[ReplicaSet],
+    to_revision: i64,
+) -> Result<UndoPlan, CliError> {
     let name = dl.name_any();
     // kubectl checks the revision first, with its "not found" wording.
     if to_revision < 0 {
-        return Err(CliError::msg(format!("unable to find specified revision {to_revision} in history")));
+        return Err(CliError::msg(format!(
+            "unable to find specified revision {to_revision} in history"
+        )));
     }
     if dl.spec.paused {
         return Err(CliError::msg(format!(
@@ -180,15 +213,21 @@ pub fn plan_undo(dl: &DeploymentLite, rses: &[ReplicaSet], to_revision: i64) -> 
         let mut revs: Vec<i64> = h.keys().copied().collect();
         revs.sort_unstable();
         match revs.len() {
-            0 | 1 => return Err(CliError::msg(format!("no rollout history found for deployment \"{name}\""))),
+            0 | 1 => {
+                return Err(CliError::msg(format!(
+                    "no rollout history found for deployment \"{name}\""
+                )));
+            }
             n => revs[n - 2],
         }
     } else {
         to_revision
     };
-    let rs = h
-        .get(&target)
-        .ok_or_else(|| CliError::msg(format!("unable to find specified revision {target} in history")))?;
+    let rs = h.get(&target).ok_or_else(|| {
+        CliError::msg(format!(
+            "unable to find specified revision {target} in history"
+        ))
+    })?;
     let template = rs.spec.as_ref().and_then(|s| s.template.as_ref());
     if template.is_some_and(|t| same_template(&dl.spec.template, t)) {
         return Ok(UndoPlan::Skip(format!(
@@ -208,7 +247,10 @@ fn same_template(current: &PodTemplateSpec, revision: &PodTemplateSpec) -> bool 
 
 /// `set image`: the new container list. `*` sets every container (and init
 /// container); an unknown name is an error, as in kubectl.
-pub fn set_images(template: &PodTemplateSpec, assignments: &[String]) -> Result<PodTemplateSpec, CliError> {
+pub fn set_images(
+    template: &PodTemplateSpec,
+    assignments: &[String],
+) -> Result<PodTemplateSpec, CliError> {
     if assignments.is_empty() {
         return Err(CliError::msg("at least one image update is required"));
     }
@@ -218,16 +260,26 @@ pub fn set_images(template: &PodTemplateSpec, assignments: &[String]) -> Result<
         let (container, image) = a
             .split_once('=')
             .filter(|(c, i)| !c.is_empty() && !i.is_empty())
-            .ok_or_else(|| CliError::msg(format!("invalid image update {a:?}: expected CONTAINER=IMAGE")))?;
+            .ok_or_else(|| {
+                CliError::msg(format!(
+                    "invalid image update {a:?}: expected CONTAINER=IMAGE"
+                ))
+            })?;
         let mut found = false;
-        for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+        for c in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
             if container == "*" || c.name == container {
                 c.image = Some(image.to_string());
                 found = true;
             }
         }
         if !found {
-            return Err(CliError::msg(format!("unable to find container named \"{container}\"")));
+            return Err(CliError::msg(format!(
+                "unable to find container named \"{container}\""
+            )));
         }
     }
     Ok(t)
@@ -237,8 +289,12 @@ pub fn set_images(template: &PodTemplateSpec, assignments: &[String]) -> Result<
 pub fn check_pause(dl: &DeploymentLite, pause: bool) -> Result<(), CliError> {
     let name = dl.name_any();
     match (pause, dl.spec.paused) {
-        (true, true) => Err(CliError::msg(format!("{RESOURCE_PLURAL} \"{name}\" is already paused"))),
-        (false, false) => Err(CliError::msg(format!("{RESOURCE_PLURAL} \"{name}\" is not paused"))),
+        (true, true) => Err(CliError::msg(format!(
+            "{RESOURCE_PLURAL} \"{name}\" is already paused"
+        ))),
+        (false, false) => Err(CliError::msg(format!(
+            "{RESOURCE_PLURAL} \"{name}\" is not paused"
+        ))),
         _ => Ok(()),
     }
 }
@@ -261,28 +317,54 @@ pub const DIAGNOSIS_ANNOTATION: &str = "dlite.dev/scheduling-diagnosis";
 /// scheduling attempt, as a table.
 pub fn why_pending(pod: &k8s_openapi::api::core::v1::Pod) -> Result<String, CliError> {
     let name = pod.name_any();
-    if pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| !n.is_empty()) {
-        return Err(CliError::msg(format!("pod \"{name}\" is not pending: it is bound to a node")));
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_some_and(|n| !n.is_empty())
+    {
+        return Err(CliError::msg(format!(
+            "pod \"{name}\" is not pending: it is bound to a node"
+        )));
     }
     let raw = pod.annotations().get(DIAGNOSIS_ANNOTATION).ok_or_else(|| {
         CliError::msg(format!(
             "pod \"{name}\" has no {DIAGNOSIS_ANNOTATION} annotation: dlite-scheduler has not failed to place it (does its schedulerName name dlite-scheduler?)"
         ))
     })?;
-    render_diagnosis(raw)
-        .map_err(|e| CliError::msg(format!("pod \"{name}\": unreadable {DIAGNOSIS_ANNOTATION} annotation: {e}")))
+    render_diagnosis(raw).map_err(|e| {
+        CliError::msg(format!(
+            "pod \"{name}\": unreadable {DIAGNOSIS_ANNOTATION} annotation: {e}"
+        ))
+    })
 }
 
 /// NODE / PLUGIN / REASON rows from the diagnosis JSON.
 pub fn render_diagnosis(raw: &str) -> Result<String, String> {
     let v: serde_json::Value = serde_json::from_str(raw).map_err(|e| e.to_string())?;
-    let nodes = v.get("nodes").and_then(|n| n.as_array()).ok_or("no \"nodes\" list")?;
+    let nodes = v
+        .get("nodes")
+        .and_then(|n| n.as_array())
+        .ok_or("no \"nodes\" list")?;
     let mut rows: Vec<[String; 3]> = Vec::new();
     for n in nodes {
-        let node = n.get("node").and_then(|x| x.as_str()).unwrap_or("?").to_string();
-        let plugin = n.get("plugin").and_then(|x| x.as_str()).unwrap_or("").to_string();
-        let reasons: Vec<&str> =
-            n.get("reasons").and_then(|r| r.as_array()).into_iter().flatten().filter_map(|r| r.as_str()).collect();
+        let node = n
+            .get("node")
+            .and_then(|x| x.as_str())
+            .unwrap_or("?")
+            .to_string();
+        let plugin = n
+            .get("plugin")
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .to_string();
+        let reasons: Vec<&str> = n
+            .get("reasons")
+            .and_then(|r| r.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str())
+            .collect();
         rows.push([node, plugin, reasons.join("; ")]);
     }
     let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(4) + 3;

@@ -14,8 +14,8 @@ use serde_json::json;
 
 use super::args::{Cli, Command, Global, Rollout, Set};
 use super::{
-    CliError, RESOURCE, RESTARTED_AT_ANNOTATION, UndoPlan, check_pause, check_restart, history_revision,
-    history_table, parse_name, plan_undo, rollout_status, set_images,
+    CliError, RESOURCE, RESTARTED_AT_ANNOTATION, UndoPlan, check_pause, check_restart,
+    history_revision, history_table, parse_name, plan_undo, rollout_status, set_images,
 };
 use crate::api::DeploymentLite;
 
@@ -26,7 +26,10 @@ const CONFLICT_RETRIES: usize = 5;
 
 fn server_error(e: kube::Error) -> CliError {
     match e {
-        kube::Error::Api(s) => CliError::Server { reason: s.reason, message: s.message },
+        kube::Error::Api(s) => CliError::Server {
+            reason: s.reason,
+            message: s.message,
+        },
         other => CliError::msg(other.to_string()),
     }
 }
@@ -34,18 +37,26 @@ fn server_error(e: kube::Error) -> CliError {
 /// A client and namespace from the kubeconfig, honouring --kubeconfig,
 /// --context and -n like kubectl.
 pub async fn connect(g: &Global) -> Result<(Client, String), CliError> {
-    let options = KubeConfigOptions { context: g.context.clone(), ..Default::default() };
+    let options = KubeConfigOptions {
+        context: g.context.clone(),
+        ..Default::default()
+    };
     let config = match &g.kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| CliError::msg(format!("reading kubeconfig {}: {e}", path.display())))?;
+            let kc = Kubeconfig::read_from(path).map_err(|e| {
+                CliError::msg(format!("reading kubeconfig {}: {e}", path.display()))
+            })?;
             Config::from_custom_kubeconfig(kc, &options).await
         }
         None => Config::from_kubeconfig(&options).await,
     }
     .map_err(|e| CliError::msg(format!("loading kubeconfig: {e}")))?;
-    let namespace = g.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
-    let client = Client::try_from(config).map_err(|e| CliError::msg(format!("creating client: {e}")))?;
+    let namespace = g
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client =
+        Client::try_from(config).map_err(|e| CliError::msg(format!("creating client: {e}")))?;
     Ok((client, namespace))
 }
 
@@ -58,21 +69,36 @@ async fn get_dl(api: &Api<DeploymentLite>, name: &str) -> Result<DeploymentLite,
 }
 
 /// The ReplicaSets the object controls.
-async fn owned_replica_sets(client: &Client, ns: &str, dl: &DeploymentLite) -> Result<Vec<ReplicaSet>, CliError> {
+async fn owned_replica_sets(
+    client: &Client,
+    ns: &str,
+    dl: &DeploymentLite,
+) -> Result<Vec<ReplicaSet>, CliError> {
     let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
     let uid = dl.uid();
-    let list = api.list(&ListParams::default()).await.map_err(server_error)?;
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(server_error)?;
     Ok(list
         .items
         .into_iter()
-        .filter(|rs| rs.owner_references().iter().any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref()))
+        .filter(|rs| {
+            rs.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
+        })
         .collect())
 }
 
 /// Reads the object, lets `decide` build a merge patch from it, and sends
 /// it conditional on the resourceVersion read; a conflict starts over from
 /// a fresh read.
-async fn patch_from_fresh<F>(api: &Api<DeploymentLite>, name: &str, mut decide: F) -> Result<DeploymentLite, CliError>
+async fn patch_from_fresh<F>(
+    api: &Api<DeploymentLite>,
+    name: &str,
+    mut decide: F,
+) -> Result<DeploymentLite, CliError>
 where
     F: FnMut(&DeploymentLite) -> Result<serde_json::Value, CliError>,
 {
@@ -80,7 +106,10 @@ where
         let dl = get_dl(api, name).await?;
         let mut patch = decide(&dl)?;
         patch["metadata"]["resourceVersion"] = json!(dl.resource_version());
-        match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(updated) => return Ok(updated),
             Err(kube::Error::Api(s)) if s.code == 409 && attempt < CONFLICT_RETRIES => continue,
             Err(e) => return Err(server_error(e)),
@@ -98,7 +127,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         let _ = out.flush();
     };
     match cli.command {
-        Command::Rollout(Rollout::Status { name, watch, timeout }) => {
+        Command::Rollout(Rollout::Status {
+            name,
+            watch,
+            timeout,
+        }) => {
             let name = parse_name(&name)?;
             let work = status(&api, &name, watch, out);
             if timeout.is_zero() {
@@ -181,7 +214,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             patch_from_fresh(&api, &name, |dl| {
                 let t = set_images(&dl.spec.template, &images)?;
                 let spec = t.spec.unwrap_or_default();
-                let mut patch = json!({"spec": {"template": {"spec": {"containers": spec.containers}}}});
+                let mut patch =
+                    json!({"spec": {"template": {"spec": {"containers": spec.containers}}}});
                 if let Some(init) = spec.init_containers {
                     patch["spec"]["template"]["spec"]["initContainers"] = json!(init);
                 }
@@ -210,7 +244,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
 
 /// `rollout status`: print each new status line; done, failed or (without
 /// --watch) after one line.
-async fn status(api: &Api<DeploymentLite>, name: &str, watch: bool, out: &mut dyn Write) -> Result<(), CliError> {
+async fn status(
+    api: &Api<DeploymentLite>,
+    name: &str,
+    watch: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let first = get_dl(api, name).await?;
     let (line, done) = rollout_status(&first)?;
     let _ = writeln!(out, "{line}");
@@ -233,7 +272,11 @@ async fn status(api: &Api<DeploymentLite>, name: &str, watch: bool, out: &mut dy
                     return Ok(());
                 }
             }
-            Ok(None) => return Err(CliError::msg(format!("{RESOURCE}/{name} was deleted while waiting for its rollout"))),
+            Ok(None) => {
+                return Err(CliError::msg(format!(
+                    "{RESOURCE}/{name} was deleted while waiting for its rollout"
+                )));
+            }
             // The watch reconnects by itself; a failure is not the rollout's.
             Err(_) => continue,
         }

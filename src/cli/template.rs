@@ -12,7 +12,11 @@ fn map_lines(out: &mut String, label: &str, map: Option<&BTreeMap<String, String
         None => writeln!(out, "  {:<width$}<none>", format!("{label}:")).unwrap(),
         Some(m) => {
             for (i, (k, v)) in m.iter().enumerate() {
-                let head = if i == 0 { format!("{label}:") } else { String::new() };
+                let head = if i == 0 {
+                    format!("{label}:")
+                } else {
+                    String::new()
+                };
                 writeln!(out, "  {head:<width$}{k}{sep}{v}").unwrap();
             }
         }
@@ -21,22 +25,69 @@ fn map_lines(out: &mut String, label: &str, map: Option<&BTreeMap<String, String
 
 fn container(out: &mut String, c: &Container) {
     writeln!(out, "   {}:", c.name).unwrap();
-    writeln!(out, "    {:<14}{}", "Image:", c.image.as_deref().unwrap_or("<none>")).unwrap();
+    writeln!(
+        out,
+        "    {:<14}{}",
+        "Image:",
+        c.image.as_deref().unwrap_or("<none>")
+    )
+    .unwrap();
     let ports: Vec<String> = c
         .ports
         .iter()
         .flatten()
-        .map(|p| format!("{}/{}", p.container_port, p.protocol.as_deref().unwrap_or("TCP")))
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p.container_port,
+                p.protocol.as_deref().unwrap_or("TCP")
+            )
+        })
         .collect();
-    writeln!(out, "    {:<14}{}", "Port:", if ports.is_empty() { "<none>".into() } else { ports.join(", ") }).unwrap();
+    writeln!(
+        out,
+        "    {:<14}{}",
+        "Port:",
+        if ports.is_empty() {
+            "<none>".into()
+        } else {
+            ports.join(", ")
+        }
+    )
+    .unwrap();
     if let Some(args) = c.command.as_ref().filter(|a| !a.is_empty()) {
-        writeln!(out, "    Command:\n{}", args.iter().map(|a| format!("      {a}")).collect::<Vec<_>>().join("\n")).unwrap();
+        writeln!(
+            out,
+            "    Command:\n{}",
+            args.iter()
+                .map(|a| format!("      {a}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+        .unwrap();
     }
     if let Some(args) = c.args.as_ref().filter(|a| !a.is_empty()) {
-        writeln!(out, "    Args:\n{}", args.iter().map(|a| format!("      {a}")).collect::<Vec<_>>().join("\n")).unwrap();
+        writeln!(
+            out,
+            "    Args:\n{}",
+            args.iter()
+                .map(|a| format!("      {a}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+        .unwrap();
     }
-    let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref()).filter(|r| !r.is_empty());
-    if let Some(r) = c.resources.as_ref().and_then(|r| r.limits.as_ref()).filter(|r| !r.is_empty()) {
+    let requests = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .filter(|r| !r.is_empty());
+    if let Some(r) = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .filter(|r| !r.is_empty())
+    {
         writeln!(out, "    Limits:").unwrap();
         for (k, v) in r {
             writeln!(out, "      {k}:  {}", v.0).unwrap();
@@ -65,8 +116,23 @@ fn container(out: &mut String, c: &Container) {
             writeln!(out, "      {e}").unwrap();
         }
     }
-    let mounts: Vec<String> = c.volume_mounts.iter().flatten().map(|m| format!("{} from {}", m.mount_path, m.name)).collect();
-    writeln!(out, "    {:<14}{}", "Mounts:", if mounts.is_empty() { "<none>".into() } else { mounts.join(", ") }).unwrap();
+    let mounts: Vec<String> = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| format!("{} from {}", m.mount_path, m.name))
+        .collect();
+    writeln!(
+        out,
+        "    {:<14}{}",
+        "Mounts:",
+        if mounts.is_empty() {
+            "<none>".into()
+        } else {
+            mounts.join(", ")
+        }
+    )
+    .unwrap();
 }
 
 /// Renders the template under a "Pod Template:" heading.
@@ -86,8 +152,23 @@ pub fn describe(t: &PodTemplateSpec) -> String {
     for c in &spec.containers {
         container(&mut out, c);
     }
-    let volumes: Vec<String> = spec.volumes.iter().flatten().map(|v| v.name.clone()).collect();
-    writeln!(out, "  {:<16}{}", "Volumes:", if volumes.is_empty() { "<none>".into() } else { volumes.join(", ") }).unwrap();
+    let volumes: Vec<String> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.clone())
+        .collect();
+    writeln!(
+        out,
+        "  {:<16}{}",
+        "Volumes:",
+        if volumes.is_empty() {
+            "<none>".into()
+        } else {
+            volumes.join(", ")
+        }
+    )
+    .unwrap();
     map_lines(&mut out, "Node-Selectors", spec.node_selector.as_ref(), "=");
     let tolerations: Vec<String> = spec
         .tolerations
@@ -104,6 +185,16 @@ pub fn describe(t: &PodTemplateSpec) -> String {
             s
         })
         .collect();
-    writeln!(out, "  {:<16}{}", "Tolerations:", if tolerations.is_empty() { "<none>".into() } else { tolerations.join(", ") }).unwrap();
+    writeln!(
+        out,
+        "  {:<16}{}",
+        "Tolerations:",
+        if tolerations.is_empty() {
+            "<none>".into()
+        } else {
+            tolerations.join(", ")
+        }
+    )
+    .unwrap();
     out
 }

@@ -66,7 +66,12 @@ fn rs_with(name: &str, rev: Option<&str>, cause: Option<&str>, tmpl: Value) -> R
 }
 
 fn rs(rev: i64, image: &str) -> ReplicaSet {
-    rs_with(&format!("web-{rev}"), Some(&rev.to_string()), None, template(image))
+    rs_with(
+        &format!("web-{rev}"),
+        Some(&rev.to_string()),
+        None,
+        template(image),
+    )
 }
 
 fn err(e: CliError) -> String {
@@ -78,9 +83,15 @@ fn err(e: CliError) -> String {
 #[test]
 fn cli_error_display_forms_and_exit_code() {
     let nf = CliError::not_found("x");
-    assert_eq!(nf.to_string(), r#"Error from server (NotFound): deploymentlites.apps.dlite.dev "x" not found"#);
+    assert_eq!(
+        nf.to_string(),
+        r#"Error from server (NotFound): deploymentlites.apps.dlite.dev "x" not found"#
+    );
     assert_eq!(nf.exit_code(), 1);
-    let server = CliError::Server { reason: "Forbidden".into(), message: "nope".into() };
+    let server = CliError::Server {
+        reason: "Forbidden".into(),
+        message: "nope".into(),
+    };
     assert_eq!(server.to_string(), "Error from server (Forbidden): nope");
     assert_eq!(server.exit_code(), 1);
     let m = CliError::msg("something failed");
@@ -111,7 +122,12 @@ fn parse_name_accepts_plain_and_every_known_kind() {
 
 #[test]
 fn parse_name_rejects_unknown_kinds() {
-    for (arg, kind) in [("deployment/x", "deployment"), ("pods/x", "pods"), ("/x", ""), ("Deployment/x", "Deployment")] {
+    for (arg, kind) in [
+        ("deployment/x", "deployment"),
+        ("pods/x", "pods"),
+        ("/x", ""),
+        ("Deployment/x", "Deployment"),
+    ] {
         assert_eq!(
             err(parse_name(arg).unwrap_err()),
             format!(
@@ -124,25 +140,57 @@ fn parse_name_rejects_unknown_kinds() {
 
 #[test]
 fn parse_name_rejects_empty_names_and_extra_slashes() {
-    assert_eq!(err(parse_name("").unwrap_err()), r#"error: invalid resource name """#);
-    assert_eq!(err(parse_name("dl/").unwrap_err()), r#"error: invalid resource name """#);
-    assert_eq!(err(parse_name("dl/x/y").unwrap_err()), r#"error: invalid resource name "x/y""#);
-    assert_eq!(err(parse_name("dl//").unwrap_err()), r#"error: invalid resource name "/""#);
+    assert_eq!(
+        err(parse_name("").unwrap_err()),
+        r#"error: invalid resource name """#
+    );
+    assert_eq!(
+        err(parse_name("dl/").unwrap_err()),
+        r#"error: invalid resource name """#
+    );
+    assert_eq!(
+        err(parse_name("dl/x/y").unwrap_err()),
+        r#"error: invalid resource name "x/y""#
+    );
+    assert_eq!(
+        err(parse_name("dl//").unwrap_err()),
+        r#"error: invalid resource name "/""#
+    );
 }
 
 // ---------------------------------------------------------------- rollout status
 
 #[test]
 fn status_waits_for_the_spec_update_to_be_observed() {
-    let d = dl("x", json!({}), json!({"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}));
-    assert_eq!(rollout_status(&d), Ok(("Waiting for deployment spec update to be observed...".into(), false)));
+    let d = dl(
+        "x",
+        json!({}),
+        json!({"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}),
+    );
+    assert_eq!(
+        rollout_status(&d),
+        Ok((
+            "Waiting for deployment spec update to be observed...".into(),
+            false
+        ))
+    );
     // No status at all: generation 2 > 0.
-    assert_eq!(rollout_status(&plain("x")), Ok(("Waiting for deployment spec update to be observed...".into(), false)));
+    assert_eq!(
+        rollout_status(&plain("x")),
+        Ok((
+            "Waiting for deployment spec update to be observed...".into(),
+            false
+        ))
+    );
 }
 
 #[test]
 fn status_counts_updated_replicas() {
-    let d = dl("x", json!({}), json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1}));
+    let d = dl(
+        "x",
+        json!({}),
+        json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1}),
+    );
     assert_eq!(
         rollout_status(&d),
         Ok((r#"Waiting for deployment "x" rollout to finish: 1 out of 3 new replicas have been updated..."#.into(), false))
@@ -151,7 +199,11 @@ fn status_counts_updated_replicas() {
 
 #[test]
 fn status_waits_for_old_replicas_to_terminate() {
-    let d = dl("x", json!({}), json!({"observedGeneration": 2, "replicas": 5, "updatedReplicas": 3, "availableReplicas": 3}));
+    let d = dl(
+        "x",
+        json!({}),
+        json!({"observedGeneration": 2, "replicas": 5, "updatedReplicas": 3, "availableReplicas": 3}),
+    );
     assert_eq!(
         rollout_status(&d),
         Ok((r#"Waiting for deployment "x" rollout to finish: 2 old replicas are pending termination..."#.into(), false))
@@ -160,7 +212,11 @@ fn status_waits_for_old_replicas_to_terminate() {
 
 #[test]
 fn status_waits_for_availability() {
-    let d = dl("x", json!({}), json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 1}));
+    let d = dl(
+        "x",
+        json!({}),
+        json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 1}),
+    );
     assert_eq!(
         rollout_status(&d),
         Ok((r#"Waiting for deployment "x" rollout to finish: 1 of 3 updated replicas are available..."#.into(), false))
@@ -169,11 +225,25 @@ fn status_waits_for_availability() {
 
 #[test]
 fn status_reports_success() {
-    let d = dl("x", json!({}), json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}));
-    assert_eq!(rollout_status(&d), Ok((r#"deployment "x" successfully rolled out"#.into(), true)));
+    let d = dl(
+        "x",
+        json!({}),
+        json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}),
+    );
+    assert_eq!(
+        rollout_status(&d),
+        Ok((r#"deployment "x" successfully rolled out"#.into(), true))
+    );
     // Scaled to zero, nothing to wait for.
-    let zero = dl("z", json!({"replicas": 0}), json!({"observedGeneration": 2}));
-    assert_eq!(rollout_status(&zero), Ok((r#"deployment "z" successfully rolled out"#.into(), true)));
+    let zero = dl(
+        "z",
+        json!({"replicas": 0}),
+        json!({"observedGeneration": 2}),
+    );
+    assert_eq!(
+        rollout_status(&zero),
+        Ok((r#"deployment "z" successfully rolled out"#.into(), true))
+    );
 }
 
 #[test]
@@ -184,7 +254,10 @@ fn status_fails_past_the_progress_deadline() {
     };
     let d = dl("x", json!({}), cond("ProgressDeadlineExceeded"));
     let e = rollout_status(&d).unwrap_err();
-    assert_eq!(e.to_string(), r#"error: deployment "x" exceeded its progress deadline"#);
+    assert_eq!(
+        e.to_string(),
+        r#"error: deployment "x" exceeded its progress deadline"#
+    );
     assert_eq!(e.exit_code(), 1);
     // Another reason is just progress.
     let d = dl("x", json!({}), cond("ReplicaSetUpdated"));
@@ -196,7 +269,10 @@ fn status_fails_past_the_progress_deadline() {
     let mut st = cond("ProgressDeadlineExceeded");
     st["observedGeneration"] = json!(1);
     let d = dl("x", json!({}), st);
-    assert_eq!(rollout_status(&d).unwrap().0, "Waiting for deployment spec update to be observed...");
+    assert_eq!(
+        rollout_status(&d).unwrap().0,
+        "Waiting for deployment spec update to be observed..."
+    );
 }
 
 // ---------------------------------------------------------------- rollout history
@@ -204,9 +280,19 @@ fn status_fails_past_the_progress_deadline() {
 #[test]
 fn history_table_sorts_revisions_numerically_and_shows_causes() {
     let rses = vec![
-        rs_with("a", Some("10"), Some("kubectl set image nginx=nginx:10"), template("nginx:10")),
+        rs_with(
+            "a",
+            Some("10"),
+            Some("kubectl set image nginx=nginx:10"),
+            template("nginx:10"),
+        ),
         rs_with("b", Some("2"), None, template("nginx:2")),
-        rs_with("c", None, Some("no revision, not history"), template("nginx:0")),
+        rs_with(
+            "c",
+            None,
+            Some("no revision, not history"),
+            template("nginx:0"),
+        ),
         rs_with("d", Some("garbage"), None, template("nginx:0")),
         rs_with("e", Some("9"), Some(""), template("nginx:9")),
     ];
@@ -222,25 +308,40 @@ fn history_table_sorts_revisions_numerically_and_shows_causes() {
 
 #[test]
 fn history_table_without_replica_sets_is_just_the_header() {
-    assert_eq!(history_table("web", &[]), "deploymentlite.apps.dlite.dev/web \nREVISION  CHANGE-CAUSE\n");
+    assert_eq!(
+        history_table("web", &[]),
+        "deploymentlite.apps.dlite.dev/web \nREVISION  CHANGE-CAUSE\n"
+    );
 }
 
 #[test]
 fn history_revision_describes_that_template() {
     let rses = vec![rs(1, "nginx:1"), rs(2, "nginx:2"), rs(3, "nginx:3")];
     let out = history_revision("web", &rses, 2).unwrap();
-    assert!(out.starts_with("deploymentlite.apps.dlite.dev/web with revision #2\nPod Template:\n"), "{out}");
+    assert!(
+        out.starts_with("deploymentlite.apps.dlite.dev/web with revision #2\nPod Template:\n"),
+        "{out}"
+    );
     assert!(out.contains("with revision #2"), "{out}");
     assert!(out.contains("Image:"), "{out}");
     assert!(out.contains("nginx:2"), "{out}");
-    assert!(!out.contains("nginx:1") && !out.contains("nginx:3"), "{out}");
+    assert!(
+        !out.contains("nginx:1") && !out.contains("nginx:3"),
+        "{out}"
+    );
 }
 
 #[test]
 fn history_revision_not_found() {
     let rses = vec![rs(1, "nginx:1"), rs(2, "nginx:2")];
-    assert_eq!(err(history_revision("web", &rses, 9).unwrap_err()), "error: unable to find the specified revision");
-    assert_eq!(err(history_revision("web", &[], 1).unwrap_err()), "error: unable to find the specified revision");
+    assert_eq!(
+        err(history_revision("web", &rses, 9).unwrap_err()),
+        "error: unable to find the specified revision"
+    );
+    assert_eq!(
+        err(history_revision("web", &[], 1).unwrap_err()),
+        "error: unable to find the specified revision"
+    );
 }
 
 // ---------------------------------------------------------------- rollout undo
@@ -257,38 +358,67 @@ fn undo_refuses_a_paused_object() {
 #[test]
 fn undo_rejects_a_negative_revision() {
     let rses = vec![rs(1, "nginx:1"), rs(2, "nginx:3")];
-    assert_eq!(err(plan_undo(&plain("web"), &rses, -1).unwrap_err()), "error: unable to find specified revision -1 in history");
+    assert_eq!(
+        err(plan_undo(&plain("web"), &rses, -1).unwrap_err()),
+        "error: unable to find specified revision -1 in history"
+    );
     // As in kubectl, the revision is checked before the pause.
-    assert_eq!(err(plan_undo(&paused("web"), &rses, -3).unwrap_err()), "error: unable to find specified revision -3 in history");
+    assert_eq!(
+        err(plan_undo(&paused("web"), &rses, -3).unwrap_err()),
+        "error: unable to find specified revision -3 in history"
+    );
 }
 
 #[test]
 fn undo_to_the_previous_revision_needs_two() {
     let want = r#"error: no rollout history found for deployment "web""#;
     assert_eq!(err(plan_undo(&plain("web"), &[], 0).unwrap_err()), want);
-    assert_eq!(err(plan_undo(&plain("web"), &[rs(1, "nginx:3")], 0).unwrap_err()), want);
+    assert_eq!(
+        err(plan_undo(&plain("web"), &[rs(1, "nginx:3")], 0).unwrap_err()),
+        want
+    );
     // A ReplicaSet without a revision is not history.
-    let rses = vec![rs(1, "nginx:3"), rs_with("old", None, None, template("nginx:0"))];
+    let rses = vec![
+        rs(1, "nginx:3"),
+        rs_with("old", None, None, template("nginx:0")),
+    ];
     assert_eq!(err(plan_undo(&plain("web"), &rses, 0).unwrap_err()), want);
 }
 
 #[test]
 fn undo_to_zero_picks_the_second_highest_revision() {
-    let rses = vec![rs(10, "nginx:3"), rs(2, "nginx:2"), rs(9, "nginx:9"), rs(1, "nginx:1")];
-    assert_eq!(plan_undo(&plain("web"), &rses, 0), Ok(UndoPlan::RollBack(9)));
+    let rses = vec![
+        rs(10, "nginx:3"),
+        rs(2, "nginx:2"),
+        rs(9, "nginx:9"),
+        rs(1, "nginx:1"),
+    ];
+    assert_eq!(
+        plan_undo(&plain("web"), &rses, 0),
+        Ok(UndoPlan::RollBack(9))
+    );
 }
 
 #[test]
 fn undo_to_an_explicit_revision() {
     let rses = vec![rs(1, "nginx:1"), rs(2, "nginx:2"), rs(3, "nginx:3")];
-    assert_eq!(plan_undo(&plain("web"), &rses, 1), Ok(UndoPlan::RollBack(1)));
-    assert_eq!(plan_undo(&plain("web"), &rses, 2), Ok(UndoPlan::RollBack(2)));
+    assert_eq!(
+        plan_undo(&plain("web"), &rses, 1),
+        Ok(UndoPlan::RollBack(1))
+    );
+    assert_eq!(
+        plan_undo(&plain("web"), &rses, 2),
+        Ok(UndoPlan::RollBack(2))
+    );
 }
 
 #[test]
 fn undo_to_an_unknown_revision() {
     let rses = vec![rs(1, "nginx:1"), rs(2, "nginx:3")];
-    assert_eq!(err(plan_undo(&plain("web"), &rses, 9).unwrap_err()), "error: unable to find specified revision 9 in history");
+    assert_eq!(
+        err(plan_undo(&plain("web"), &rses, 9).unwrap_err()),
+        "error: unable to find specified revision 9 in history"
+    );
 }
 
 #[test]
@@ -358,7 +488,10 @@ fn undo_does_not_skip_when_a_field_was_removed_since() {
     other["spec"]["containers"][0]["args"] = json!(["--debug"]);
     other["metadata"]["labels"]["pod-template-hash"] = json!("abc");
     let rses = vec![rs_with("web-b", Some("1"), None, other), rs(2, "nginx:3")];
-    assert_eq!(plan_undo(&plain("web"), &rses, 1), Ok(UndoPlan::RollBack(1)));
+    assert_eq!(
+        plan_undo(&plain("web"), &rses, 1),
+        Ok(UndoPlan::RollBack(1))
+    );
 }
 
 #[test]
@@ -368,7 +501,10 @@ fn undo_to_a_revision_without_a_template_rolls_back() {
         "spec": {"selector": {}}
     }))
     .unwrap();
-    assert_eq!(plan_undo(&plain("web"), &[bare, rs(2, "nginx:3")], 0), Ok(UndoPlan::RollBack(1)));
+    assert_eq!(
+        plan_undo(&plain("web"), &[bare, rs(2, "nginx:3")], 0),
+        Ok(UndoPlan::RollBack(1))
+    );
 }
 
 // ---------------------------------------------------------------- set image
@@ -387,9 +523,14 @@ fn two_containers() -> PodTemplateSpec {
 fn images(t: &PodTemplateSpec) -> (Vec<String>, Vec<String>) {
     let spec = t.spec.as_ref().unwrap();
     let of = |cs: &[k8s_openapi::api::core::v1::Container]| {
-        cs.iter().map(|c| format!("{}={}", c.name, c.image.as_deref().unwrap_or(""))).collect::<Vec<_>>()
+        cs.iter()
+            .map(|c| format!("{}={}", c.name, c.image.as_deref().unwrap_or("")))
+            .collect::<Vec<_>>()
     };
-    (of(&spec.init_containers.clone().unwrap_or_default()), of(&spec.containers))
+    (
+        of(&spec.init_containers.clone().unwrap_or_default()),
+        of(&spec.containers),
+    )
 }
 
 fn a(v: &[&str]) -> Vec<String> {
@@ -399,7 +540,13 @@ fn a(v: &[&str]) -> Vec<String> {
 #[test]
 fn set_image_one_container() {
     let t = set_images(&two_containers(), &a(&["web=nginx:2"])).unwrap();
-    assert_eq!(images(&t), (a(&["init=busybox:1"]), a(&["web=nginx:2", "sidecar=envoy:1"])));
+    assert_eq!(
+        images(&t),
+        (
+            a(&["init=busybox:1"]),
+            a(&["web=nginx:2", "sidecar=envoy:1"])
+        )
+    );
     // Nothing else changes.
     let mut back = t.clone();
     back.spec.as_mut().unwrap().containers[0].image = Some("nginx:1".into());
@@ -408,14 +555,30 @@ fn set_image_one_container() {
 
 #[test]
 fn set_image_several_assignments_including_an_init_container() {
-    let t = set_images(&two_containers(), &a(&["web=nginx:2", "sidecar=envoy:2", "init=busybox:2"])).unwrap();
-    assert_eq!(images(&t), (a(&["init=busybox:2"]), a(&["web=nginx:2", "sidecar=envoy:2"])));
+    let t = set_images(
+        &two_containers(),
+        &a(&["web=nginx:2", "sidecar=envoy:2", "init=busybox:2"]),
+    )
+    .unwrap();
+    assert_eq!(
+        images(&t),
+        (
+            a(&["init=busybox:2"]),
+            a(&["web=nginx:2", "sidecar=envoy:2"])
+        )
+    );
 }
 
 #[test]
 fn set_image_star_sets_every_container() {
     let t = set_images(&two_containers(), &a(&["*=registry/app:7"])).unwrap();
-    assert_eq!(images(&t), (a(&["init=registry/app:7"]), a(&["web=registry/app:7", "sidecar=registry/app:7"])));
+    assert_eq!(
+        images(&t),
+        (
+            a(&["init=registry/app:7"]),
+            a(&["web=registry/app:7", "sidecar=registry/app:7"])
+        )
+    );
 }
 
 #[test]
@@ -446,14 +609,20 @@ fn set_image_unknown_container() {
 fn set_image_malformed_assignments() {
     for bad in ["nginx", "=img", "c=", "="] {
         let e = err(set_images(&two_containers(), &a(&[bad])).unwrap_err());
-        assert_eq!(e, format!("error: invalid image update {bad:?}: expected CONTAINER=IMAGE"));
+        assert_eq!(
+            e,
+            format!("error: invalid image update {bad:?}: expected CONTAINER=IMAGE")
+        );
         assert!(e.contains("CONTAINER=IMAGE"));
     }
 }
 
 #[test]
 fn set_image_needs_an_assignment() {
-    assert_eq!(err(set_images(&two_containers(), &[]).unwrap_err()), "error: at least one image update is required");
+    assert_eq!(
+        err(set_images(&two_containers(), &[]).unwrap_err()),
+        "error: at least one image update is required"
+    );
 }
 
 // ---------------------------------------------------------------- pause / resume / restart
@@ -464,7 +633,10 @@ fn pause_and_resume_refuse_no_ops() {
         err(check_pause(&paused("web"), true).unwrap_err()),
         r#"error: deploymentlites.apps.dlite.dev "web" is already paused"#
     );
-    assert_eq!(err(check_pause(&plain("web"), false).unwrap_err()), r#"error: deploymentlites.apps.dlite.dev "web" is not paused"#);
+    assert_eq!(
+        err(check_pause(&plain("web"), false).unwrap_err()),
+        r#"error: deploymentlites.apps.dlite.dev "web" is not paused"#
+    );
     assert_eq!(check_pause(&plain("web"), true), Ok(()));
     assert_eq!(check_pause(&paused("web"), false), Ok(()));
 }
@@ -530,7 +702,9 @@ fn why_pending_rejects_invalid_json() {
     let serde_err = serde_json::from_str::<Value>(raw).unwrap_err().to_string();
     assert_eq!(
         err(why_pending(&pod(None, Some(raw))).unwrap_err()),
-        format!("error: pod \"p\": unreadable dlite.dev/scheduling-diagnosis annotation: {serde_err}")
+        format!(
+            "error: pod \"p\": unreadable dlite.dev/scheduling-diagnosis annotation: {serde_err}"
+        )
     );
     assert_eq!(
         err(why_pending(&pod(None, Some(r#"{"message": "m"}"#))).unwrap_err()),
@@ -554,8 +728,14 @@ fn render_diagnosis_minimal_forms() {
          a               \n\
          ?      P        \n"
     );
-    assert_eq!(render_diagnosis(r#"{"nodes": []}"#).unwrap(), "NODE   PLUGIN   REASON\n");
-    assert_eq!(render_diagnosis(r#"{"nodes": 3}"#).unwrap_err(), r#"no "nodes" list"#);
+    assert_eq!(
+        render_diagnosis(r#"{"nodes": []}"#).unwrap(),
+        "NODE   PLUGIN   REASON\n"
+    );
+    assert_eq!(
+        render_diagnosis(r#"{"nodes": 3}"#).unwrap_err(),
+        r#"no "nodes" list"#
+    );
     assert!(render_diagnosis("").is_err());
 }
 
@@ -574,9 +754,17 @@ fn clap_definition_is_consistent() {
 #[test]
 fn args_rollout_status_defaults() {
     let cli = parse(&["rollout", "status", "web"]).unwrap();
-    assert!(cli.global.namespace.is_none() && cli.global.kubeconfig.is_none() && cli.global.context.is_none());
+    assert!(
+        cli.global.namespace.is_none()
+            && cli.global.kubeconfig.is_none()
+            && cli.global.context.is_none()
+    );
     match cli.command {
-        Command::Rollout(Rollout::Status { name, watch, timeout }) => {
+        Command::Rollout(Rollout::Status {
+            name,
+            watch,
+            timeout,
+        }) => {
             assert_eq!(name, "web");
             assert!(watch);
             assert_eq!(timeout, Duration::ZERO);
@@ -587,16 +775,36 @@ fn args_rollout_status_defaults() {
 
 #[test]
 fn args_rollout_status_watch_and_timeout() {
-    let cli = parse(&["rollout", "status", "dl/web", "--watch=false", "--timeout=30s"]).unwrap();
+    let cli = parse(&[
+        "rollout",
+        "status",
+        "dl/web",
+        "--watch=false",
+        "--timeout=30s",
+    ])
+    .unwrap();
     match cli.command {
-        Command::Rollout(Rollout::Status { name, watch, timeout }) => {
+        Command::Rollout(Rollout::Status {
+            name,
+            watch,
+            timeout,
+        }) => {
             assert_eq!(name, "dl/web");
             assert!(!watch);
             assert_eq!(timeout, Duration::from_secs(30));
         }
         other => panic!("{other:?}"),
     }
-    let cli = parse(&["rollout", "status", "web", "-w", "false", "--timeout", "1m30s"]).unwrap();
+    let cli = parse(&[
+        "rollout",
+        "status",
+        "web",
+        "-w",
+        "false",
+        "--timeout",
+        "1m30s",
+    ])
+    .unwrap();
     assert!(matches!(
         cli.command,
         Command::Rollout(Rollout::Status { watch: false, timeout, .. }) if timeout == Duration::from_secs(90)
@@ -608,39 +816,96 @@ fn args_rollout_status_watch_and_timeout() {
 #[test]
 fn args_global_flags_anywhere() {
     for argv in [
-        &["-n", "prod", "--kubeconfig", "/tmp/kc", "--context", "kind", "rollout", "history", "web"][..],
-        &["rollout", "-n", "prod", "history", "--context=kind", "web", "--kubeconfig=/tmp/kc"][..],
-        &["rollout", "history", "web", "--namespace", "prod", "--context", "kind", "--kubeconfig", "/tmp/kc"][..],
+        &[
+            "-n",
+            "prod",
+            "--kubeconfig",
+            "/tmp/kc",
+            "--context",
+            "kind",
+            "rollout",
+            "history",
+            "web",
+        ][..],
+        &[
+            "rollout",
+            "-n",
+            "prod",
+            "history",
+            "--context=kind",
+            "web",
+            "--kubeconfig=/tmp/kc",
+        ][..],
+        &[
+            "rollout",
+            "history",
+            "web",
+            "--namespace",
+            "prod",
+            "--context",
+            "kind",
+            "--kubeconfig",
+            "/tmp/kc",
+        ][..],
     ] {
         let cli = parse(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         assert_eq!(cli.global.namespace.as_deref(), Some("prod"), "{argv:?}");
         assert_eq!(cli.global.context.as_deref(), Some("kind"), "{argv:?}");
-        assert_eq!(cli.global.kubeconfig.as_deref(), Some(std::path::Path::new("/tmp/kc")), "{argv:?}");
-        assert!(matches!(cli.command, Command::Rollout(Rollout::History { ref name, revision: None }) if name == "web"));
+        assert_eq!(
+            cli.global.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/tmp/kc")),
+            "{argv:?}"
+        );
+        assert!(
+            matches!(cli.command, Command::Rollout(Rollout::History { ref name, revision: None }) if name == "web")
+        );
     }
 }
 
 #[test]
 fn args_rollout_history_revision() {
     let cli = parse(&["rollout", "history", "web", "--revision=3"]).unwrap();
-    assert!(matches!(cli.command, Command::Rollout(Rollout::History { revision: Some(3), .. })));
+    assert!(matches!(
+        cli.command,
+        Command::Rollout(Rollout::History {
+            revision: Some(3),
+            ..
+        })
+    ));
 }
 
 #[test]
 fn args_rollout_undo() {
     let cli = parse(&["rollout", "undo", "web", "--to-revision=2"]).unwrap();
-    assert!(matches!(cli.command, Command::Rollout(Rollout::Undo { ref name, to_revision: 2 }) if name == "web"));
+    assert!(
+        matches!(cli.command, Command::Rollout(Rollout::Undo { ref name, to_revision: 2 }) if name == "web")
+    );
     let cli = parse(&["rollout", "undo", "web"]).unwrap();
-    assert!(matches!(cli.command, Command::Rollout(Rollout::Undo { to_revision: 0, .. })));
+    assert!(matches!(
+        cli.command,
+        Command::Rollout(Rollout::Undo { to_revision: 0, .. })
+    ));
     let cli = parse(&["rollout", "undo", "web", "--to-revision=-1"]).unwrap();
-    assert!(matches!(cli.command, Command::Rollout(Rollout::Undo { to_revision: -1, .. })));
+    assert!(matches!(
+        cli.command,
+        Command::Rollout(Rollout::Undo {
+            to_revision: -1,
+            ..
+        })
+    ));
 }
 
 #[test]
 fn args_pause_resume_restart() {
-    assert!(matches!(parse(&["rollout", "pause", "web"]).unwrap().command, Command::Rollout(Rollout::Pause { ref name }) if name == "web"));
-    assert!(matches!(parse(&["rollout", "resume", "web"]).unwrap().command, Command::Rollout(Rollout::Resume { ref name }) if name == "web"));
-    assert!(matches!(parse(&["rollout", "restart", "web"]).unwrap().command, Command::Rollout(Rollout::Restart { ref name }) if name == "web"));
+    assert!(
+        matches!(parse(&["rollout", "pause", "web"]).unwrap().command, Command::Rollout(Rollout::Pause { ref name }) if name == "web")
+    );
+    assert!(
+        matches!(parse(&["rollout", "resume", "web"]).unwrap().command, Command::Rollout(Rollout::Resume { ref name }) if name == "web")
+    );
+    assert!(
+        matches!(parse(&["rollout", "restart", "web"]).unwrap().command, Command::Rollout(Rollout::Restart { ref name }) if name == "web")
+    );
 }
 
 #[test]
@@ -683,7 +948,10 @@ fn args_missing_arguments_fail() {
     for argv in [&[][..], &["rollout"][..], &["set"][..]] {
         assert!(parse(argv).is_err(), "{argv:?}");
     }
-    assert_eq!(parse(&["rollout", "frobnicate", "web"]).unwrap_err().kind(), ErrorKind::InvalidSubcommand);
+    assert_eq!(
+        parse(&["rollout", "frobnicate", "web"]).unwrap_err().kind(),
+        ErrorKind::InvalidSubcommand
+    );
     assert!(parse(&["rollout", "undo", "web", "--to-revision=two"]).is_err());
     assert!(parse(&["rollout", "status", "web", "extra"]).is_err());
     assert!(parse(&["-n"]).is_err());
@@ -691,7 +959,11 @@ fn args_missing_arguments_fail() {
 
 #[test]
 fn args_help_and_version_are_not_errors_for_the_user() {
-    for argv in [&["--help"][..], &["rollout", "--help"][..], &["--version"][..]] {
+    for argv in [
+        &["--help"][..],
+        &["rollout", "--help"][..],
+        &["--version"][..],
+    ] {
         let e = parse(argv).unwrap_err();
         assert!(!e.use_stderr(), "{argv:?}");
     }
@@ -711,23 +983,50 @@ fn parse_duration_units() {
 
 #[test]
 fn parse_duration_errors() {
-    assert_eq!(parse_duration("5x"), Err(r#"invalid duration "5x": use a number with s, m or h"#.into()));
-    assert_eq!(parse_duration("10abc"), Err(r#"invalid duration "10abc": use a number with s, m or h"#.into()));
-    assert_eq!(parse_duration("10s!"), Err(r#"invalid duration "10s!""#.into()));
-    assert_eq!(parse_duration("3m2"), Err(r#"invalid duration "3m2": missing unit (s, m or h)"#.into()));
+    assert_eq!(
+        parse_duration("5x"),
+        Err(r#"invalid duration "5x": use a number with s, m or h"#.into())
+    );
+    assert_eq!(
+        parse_duration("10abc"),
+        Err(r#"invalid duration "10abc": use a number with s, m or h"#.into())
+    );
+    assert_eq!(
+        parse_duration("10s!"),
+        Err(r#"invalid duration "10s!""#.into())
+    );
+    assert_eq!(
+        parse_duration("3m2"),
+        Err(r#"invalid duration "3m2": missing unit (s, m or h)"#.into())
+    );
     assert_eq!(parse_duration("s"), Err(r#"invalid duration "s""#.into()));
-    assert_eq!(parse_duration("-5s"), Err(r#"invalid duration "-5s""#.into()));
-    assert_eq!(parse_duration("1.5s"), Err(r#"invalid duration "1.5s": use a number with s, m or h"#.into()));
+    assert_eq!(
+        parse_duration("-5s"),
+        Err(r#"invalid duration "-5s""#.into())
+    );
+    assert_eq!(
+        parse_duration("1.5s"),
+        Err(r#"invalid duration "1.5s": use a number with s, m or h"#.into())
+    );
     assert_eq!(parse_duration(""), Err(r#"invalid duration """#.into()));
-    assert_eq!(parse_duration(" 5s"), Err(r#"invalid duration " 5s""#.into()));
+    assert_eq!(
+        parse_duration(" 5s"),
+        Err(r#"invalid duration " 5s""#.into())
+    );
 }
 
 #[test]
 fn parse_duration_out_of_range_is_an_error_not_a_panic() {
     let big = format!("{}h", u64::MAX / 1000);
-    assert_eq!(parse_duration(&big), Err(format!("invalid duration {big:?}: out of range")));
+    assert_eq!(
+        parse_duration(&big),
+        Err(format!("invalid duration {big:?}: out of range"))
+    );
     let sum = format!("{}s{}s", u64::MAX, u64::MAX);
-    assert_eq!(parse_duration(&sum), Err(format!("invalid duration {sum:?}: out of range")));
+    assert_eq!(
+        parse_duration(&sum),
+        Err(format!("invalid duration {sum:?}: out of range"))
+    );
     assert!(parse_duration("99999999999999999999999s").is_err());
 }
 

@@ -20,13 +20,26 @@ pub fn normalize(v: &Value) -> Option<Value> {
     match v {
         Value::Null => None,
         Value::Array(items) => {
-            let items: Vec<Value> = items.iter().map(|i| normalize(i).unwrap_or(Value::Null)).collect();
-            if items.is_empty() { None } else { Some(Value::Array(items)) }
+            let items: Vec<Value> = items
+                .iter()
+                .map(|i| normalize(i).unwrap_or(Value::Null))
+                .collect();
+            if items.is_empty() {
+                None
+            } else {
+                Some(Value::Array(items))
+            }
         }
         Value::Object(map) => {
-            let map: serde_json::Map<String, Value> =
-                map.iter().filter_map(|(k, v)| normalize(v).map(|v| (k.clone(), v))).collect();
-            if map.is_empty() { None } else { Some(Value::Object(map)) }
+            let map: serde_json::Map<String, Value> = map
+                .iter()
+                .filter_map(|(k, v)| normalize(v).map(|v| (k.clone(), v)))
+                .collect();
+            if map.is_empty() {
+                None
+            } else {
+                Some(Value::Object(map))
+            }
         }
         other => Some(other.clone()),
     }
@@ -54,7 +67,9 @@ fn fnv1a_32(bytes: impl IntoIterator<Item = u8>) -> u32 {
 /// Maps each character through [`SAFE_ALPHABET`] by its code, as upstream's
 /// safe encoding does.
 fn safe_encode(s: &str) -> String {
-    s.bytes().map(|b| SAFE_ALPHABET[usize::from(b) % SAFE_ALPHABET.len()] as char).collect()
+    s.bytes()
+        .map(|b| SAFE_ALPHABET[usize::from(b) % SAFE_ALPHABET.len()] as char)
+        .collect()
 }
 
 /// The pod-template hash of a template, folded with the collision count.
@@ -107,11 +122,16 @@ const SERVER_DEFAULTED: &[&str] = &[
 pub fn equal_modulo_defaults(want: &Value, have: &Value) -> bool {
     match (want, have) {
         (Value::Object(w), Value::Object(h)) => {
-            w.iter().all(|(k, wv)| h.get(k).is_some_and(|hv| equal_modulo_defaults(wv, hv)))
-                && h.keys().all(|k| w.contains_key(k) || SERVER_DEFAULTED.contains(&k.as_str()))
+            w.iter()
+                .all(|(k, wv)| h.get(k).is_some_and(|hv| equal_modulo_defaults(wv, hv)))
+                && h.keys()
+                    .all(|k| w.contains_key(k) || SERVER_DEFAULTED.contains(&k.as_str()))
         }
         (Value::Array(w), Value::Array(h)) => {
-            w.len() == h.len() && w.iter().zip(h).all(|(wv, hv)| equal_modulo_defaults(wv, hv))
+            w.len() == h.len()
+                && w.iter()
+                    .zip(h)
+                    .all(|(wv, hv)| equal_modulo_defaults(wv, hv))
         }
         (w, h) => w == h,
     }
@@ -119,7 +139,10 @@ pub fn equal_modulo_defaults(want: &Value, have: &Value) -> bool {
 
 /// Semantic template equality ignoring the hash label and defaulted fields.
 pub fn templates_match(dl_template: &PodTemplateSpec, rs_template: &PodTemplateSpec) -> bool {
-    equal_modulo_defaults(&canonical_template(dl_template), &canonical_template(rs_template))
+    equal_modulo_defaults(
+        &canonical_template(dl_template),
+        &canonical_template(rs_template),
+    )
 }
 
 #[cfg(test)]
@@ -133,7 +156,9 @@ mod tests {
 
     #[test]
     fn hash_uses_only_the_safe_digits_alphabet() {
-        let t = template(json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}));
+        let t = template(
+            json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+        );
         let h = pod_template_hash(&t, None);
         assert!(!h.is_empty() && h.len() <= 10, "{h}");
         assert!(h.chars().all(|c| "456789bcdf".contains(c)), "{h}");
@@ -154,9 +179,13 @@ mod tests {
 
     #[test]
     fn empty_fields_and_the_hash_label_do_not_change_the_hash() {
-        let a = template(json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}));
-        let b = template(json!({"metadata": {"labels": {"app": "x", "pod-template-hash": "abc"}, "annotations": {}},
-            "spec": {"containers": [{"name": "c", "image": "i", "env": [], "ports": null}], "volumes": []}}));
+        let a = template(
+            json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+        );
+        let b = template(
+            json!({"metadata": {"labels": {"app": "x", "pod-template-hash": "abc"}, "annotations": {}},
+            "spec": {"containers": [{"name": "c", "image": "i", "env": [], "ports": null}], "volumes": []}}),
+        );
         assert_eq!(pod_template_hash(&a, None), pod_template_hash(&b, None));
     }
 
@@ -166,33 +195,50 @@ mod tests {
         let b = template(json!({"spec": {"containers": [{"name": "c", "image": "i:2"}]}}));
         assert_ne!(pod_template_hash(&a, None), pod_template_hash(&b, None));
         assert_ne!(pod_template_hash(&a, None), pod_template_hash(&a, Some(1)));
-        assert_ne!(pod_template_hash(&a, Some(1)), pod_template_hash(&a, Some(2)));
+        assert_ne!(
+            pod_template_hash(&a, Some(1)),
+            pod_template_hash(&a, Some(2))
+        );
     }
 
     #[test]
     fn a_defaulted_replica_set_template_matches_its_source() {
-        let dl = template(json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}));
-        let rs = template(json!({"metadata": {"labels": {"app": "x", "pod-template-hash": "h"}},
+        let dl = template(
+            json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+        );
+        let rs = template(
+            json!({"metadata": {"labels": {"app": "x", "pod-template-hash": "h"}},
             "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicy": "Always", "terminationMessagePath": "/dev/termination-log"}],
-                     "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}}));
+                     "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}}),
+        );
         assert!(templates_match(&dl, &rs));
-        let other = template(json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "j"}]}}));
+        let other = template(
+            json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "j"}]}}),
+        );
         assert!(!templates_match(&other, &rs));
-        let two = template(json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}, {"name": "d", "image": "i"}]}}));
+        let two = template(
+            json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}, {"name": "d", "image": "i"}]}}),
+        );
         assert!(!templates_match(&two, &rs));
     }
 
     #[test]
     fn a_field_removed_by_the_user_is_a_different_template() {
-        let rs = template(json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "1"}},
+        let rs = template(
+            json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "1"}},
             "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "DEBUG", "value": "1"}],
-                                     "resources": {"limits": {"cpu": "1"}}, "imagePullPolicy": "Always"}]}}));
-        let without_env = template(json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "1"}},
-            "spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}}}]}}));
+                                     "resources": {"limits": {"cpu": "1"}}, "imagePullPolicy": "Always"}]}}),
+        );
+        let without_env = template(
+            json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "1"}},
+            "spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}}}]}}),
+        );
         let without_annotation = template(json!({"metadata": {"labels": {"app": "x"}},
             "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "DEBUG", "value": "1"}], "resources": {"limits": {"cpu": "1"}}}]}}));
-        let same = template(json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "1"}},
-            "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "DEBUG", "value": "1"}], "resources": {"limits": {"cpu": "1"}}}]}}));
+        let same = template(
+            json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "1"}},
+            "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "DEBUG", "value": "1"}], "resources": {"limits": {"cpu": "1"}}}]}}),
+        );
         assert!(!templates_match(&without_env, &rs));
         assert!(!templates_match(&without_annotation, &rs));
         assert!(templates_match(&same, &rs));

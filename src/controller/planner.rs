@@ -18,8 +18,8 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::{
     CHANGE_CAUSE_ANNOTATION, DESIRED_REPLICAS_ANNOTATION, DeploymentLite, DeploymentLiteStatus,
-    MAX_REPLICAS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION,
-    StrategyType,
+    MAX_REPLICAS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
+    REVISION_HISTORY_ANNOTATION, StrategyType,
 };
 use crate::controller::hash::{pod_template_hash, templates_match};
 use crate::controller::rollout::bounds::{self, Bounds, BoundsError};
@@ -81,13 +81,26 @@ pub enum Action {
     },
     /// Delete an old ReplicaSet (history cleanup), conditional on its
     /// resourceVersion.
-    DeleteReplicaSet { name: String, uid: String, resource_version: String },
+    DeleteReplicaSet {
+        name: String,
+        uid: String,
+        resource_version: String,
+    },
     /// Mirror the current revision (and its change cause) on the object.
-    AnnotateDeployment { annotations: BTreeMap<String, String> },
+    AnnotateDeployment {
+        annotations: BTreeMap<String, String>,
+    },
     /// Finish a rollback request: optionally replace the template, and clear
     /// `spec.rollbackTo`.
-    Rollback { template: Option<Box<PodTemplateSpec>>, annotations: BTreeMap<String, String> },
-    Event { type_: EventType, reason: &'static str, message: String },
+    Rollback {
+        template: Option<Box<PodTemplateSpec>>,
+        annotations: BTreeMap<String, String>,
+    },
+    Event {
+        type_: EventType,
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// The outcome of one sync.
@@ -130,7 +143,10 @@ impl<'a> Rs<'a> {
         let state = RsState {
             name: rs.name_any(),
             created: rs.metadata.creation_timestamp.as_ref().map(from_time),
-            revision: annotations.get(REVISION_ANNOTATION).and_then(|v| v.parse().ok()).unwrap_or(0),
+            revision: annotations
+                .get(REVISION_ANNOTATION)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             spec_replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
             status_replicas: status.replicas,
             ready_replicas: status.ready_replicas.unwrap_or(0),
@@ -147,12 +163,18 @@ impl<'a> Rs<'a> {
             uid: rs.uid().unwrap_or_default(),
             resource_version: rs.resource_version().unwrap_or_default(),
             annotations,
-            min_ready_seconds: rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0),
+            min_ready_seconds: rs
+                .spec
+                .as_ref()
+                .and_then(|s| s.min_ready_seconds)
+                .unwrap_or(0),
         }
     }
 
     fn template(&self) -> Option<&'a PodTemplateSpec> {
-        self.obj.and_then(|o| o.spec.as_ref()).and_then(|s| s.template.as_ref())
+        self.obj
+            .and_then(|o| o.spec.as_ref())
+            .and_then(|s| s.template.as_ref())
     }
 }
 
@@ -183,7 +205,8 @@ pub fn plan(input: SyncInput<'_>) -> Plan {
             actions: vec![Action::Event {
                 type_: EventType::Warning,
                 reason: reason::SELECTING_ALL,
-                message: "This deployment is selecting all pods. A non-empty selector is required.".into(),
+                message: "This deployment is selecting all pods. A non-empty selector is required."
+                    .into(),
             }],
             status,
             requeue_after: None,
@@ -210,7 +233,17 @@ pub fn plan(input: SyncInput<'_>) -> Plan {
 
     let all: Vec<Rs<'_>> = input.rses.iter().map(Rs::from_obj).collect();
     let (new_rs, old_rses) = split_new_and_old(dl, all);
-    let mut s = Sync { dl, now: input.now, replicas, bounds, new_rs, old_rses, pods: input.pods, status, actions: vec![] };
+    let mut s = Sync {
+        dl,
+        now: input.now,
+        replicas,
+        bounds,
+        new_rs,
+        old_rses,
+        pods: input.pods,
+        status,
+        actions: vec![],
+    };
 
     // 3. Being deleted: the garbage collector removes the children; only
     // report status.
@@ -264,22 +297,42 @@ fn selector_is_empty(sel: &LabelSelector) -> bool {
 pub fn resolve_bounds(dl: &DeploymentLite) -> Result<Bounds, BoundsError> {
     match dl.spec.rolling_update_bounds() {
         None => bounds::bounds_for(true, None, None, dl.spec.replicas),
-        Some((surge, unavailable)) => bounds::bounds_for(false, Some(&surge), Some(&unavailable), dl.spec.replicas),
+        Some((surge, unavailable)) => {
+            bounds::bounds_for(false, Some(&surge), Some(&unavailable), dl.spec.replicas)
+        }
     }
 }
 
 /// Finds the ReplicaSet of the current template: by hash label first, then
 /// by semantic comparison (a rollback copies a defaulted template into the
 /// spec, whose hash then differs from the label). Oldest wins among several.
-fn split_new_and_old<'a>(dl: &DeploymentLite, mut all: Vec<Rs<'a>>) -> (Option<Rs<'a>>, Vec<Rs<'a>>) {
-    all.sort_by(|a, b| a.state.created.cmp(&b.state.created).then_with(|| a.state.name.cmp(&b.state.name)));
-    let hash = pod_template_hash(&dl.spec.template, dl.status.as_ref().and_then(|s| s.collision_count));
+fn split_new_and_old<'a>(
+    dl: &DeploymentLite,
+    mut all: Vec<Rs<'a>>,
+) -> (Option<Rs<'a>>, Vec<Rs<'a>>) {
+    all.sort_by(|a, b| {
+        a.state
+            .created
+            .cmp(&b.state.created)
+            .then_with(|| a.state.name.cmp(&b.state.name))
+    });
+    let hash = pod_template_hash(
+        &dl.spec.template,
+        dl.status.as_ref().and_then(|s| s.collision_count),
+    );
     let by_label = all.iter().position(|rs| {
-        rs.obj.and_then(|o| o.labels().get(POD_TEMPLATE_HASH_LABEL)).is_some_and(|h| *h == hash)
-            && rs.template().is_some_and(|t| templates_match(&dl.spec.template, t))
+        rs.obj
+            .and_then(|o| o.labels().get(POD_TEMPLATE_HASH_LABEL))
+            .is_some_and(|h| *h == hash)
+            && rs
+                .template()
+                .is_some_and(|t| templates_match(&dl.spec.template, t))
     });
     let idx = by_label.or_else(|| {
-        all.iter().position(|rs| rs.template().is_some_and(|t| templates_match(&dl.spec.template, t)))
+        all.iter().position(|rs| {
+            rs.template()
+                .is_some_and(|t| templates_match(&dl.spec.template, t))
+        })
     });
     match idx {
         Some(i) => {
@@ -308,19 +361,33 @@ impl<'a> Sync<'a> {
     }
 
     fn event(&mut self, type_: EventType, reason: &'static str, message: String) {
-        self.actions.push(Action::Event { type_, reason, message });
+        self.actions.push(Action::Event {
+            type_,
+            reason,
+            message,
+        });
     }
 
     /// The annotations a ReplicaSet should carry for this object now.
     fn replicas_annotations(&self) -> [(String, String); 2] {
         [
-            (DESIRED_REPLICAS_ANNOTATION.to_string(), self.replicas.to_string()),
-            (MAX_REPLICAS_ANNOTATION.to_string(), (self.replicas + self.bounds.max_surge).to_string()),
+            (
+                DESIRED_REPLICAS_ANNOTATION.to_string(),
+                self.replicas.to_string(),
+            ),
+            (
+                MAX_REPLICAS_ANNOTATION.to_string(),
+                (self.replicas + self.bounds.max_surge).to_string(),
+            ),
         ]
     }
 
     fn max_old_revision(&self) -> i64 {
-        self.old_rses.iter().map(|r| r.state.revision).max().unwrap_or(0)
+        self.old_rses
+            .iter()
+            .map(|r| r.state.revision)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Writes a ReplicaSet's size (and refreshes its annotations); records
@@ -392,8 +459,11 @@ impl<'a> Sync<'a> {
             // decision (scale_rs), except on a fresh revision bump.
             let min_ready = self.dl.spec.min_ready_seconds;
             if annotations != new_rs.annotations || new_rs.min_ready_seconds != min_ready {
-                let (name, rv, size) =
-                    (new_rs.state.name.clone(), new_rs.resource_version.clone(), new_rs.state.spec_replicas);
+                let (name, rv, size) = (
+                    new_rs.state.name.clone(),
+                    new_rs.resource_version.clone(),
+                    new_rs.state.spec_replicas,
+                );
                 self.actions.push(Action::UpdateReplicaSet {
                     name,
                     resource_version: rv,
@@ -407,8 +477,14 @@ impl<'a> Sync<'a> {
                 n.min_ready_seconds = min_ready;
                 n.state.revision = revision;
             }
-            let name = self.new_rs.as_ref().map(|n| n.state.name.clone()).unwrap_or_default();
-            if self.has_progress_deadline() && get_condition(&self.status.conditions, reason::PROGRESSING).is_none() {
+            let name = self
+                .new_rs
+                .as_ref()
+                .map(|n| n.state.name.clone())
+                .unwrap_or_default();
+            if self.has_progress_deadline()
+                && get_condition(&self.status.conditions, reason::PROGRESSING).is_none()
+            {
                 let c = new_condition(
                     reason::PROGRESSING,
                     "True",
@@ -435,7 +511,8 @@ impl<'a> Sync<'a> {
             want.insert(REVISION_ANNOTATION.to_string(), revision.to_string());
         }
         if !want.is_empty() {
-            self.actions.push(Action::AnnotateDeployment { annotations: want });
+            self.actions
+                .push(Action::AnnotateDeployment { annotations: want });
         }
     }
 
@@ -447,21 +524,30 @@ impl<'a> Sync<'a> {
 
         let mut template = dl.spec.template.clone();
         let meta = template.metadata.get_or_insert_with(Default::default);
-        meta.labels.get_or_insert_with(Default::default).insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
+        meta.labels
+            .get_or_insert_with(Default::default)
+            .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
         let labels = meta.labels.clone().unwrap_or_default();
         let mut selector = dl.spec.selector.clone();
-        selector.match_labels.get_or_insert_with(Default::default).insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
+        selector
+            .match_labels
+            .get_or_insert_with(Default::default)
+            .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
 
         let size = match dl.spec.strategy.type_ {
             StrategyType::Recreate => self.replicas,
             StrategyType::RollingUpdate => {
                 let mut all = self.all_states();
-                let new_state = RsState { name: name.clone(), ..Default::default() };
+                let new_state = RsState {
+                    name: name.clone(),
+                    ..Default::default()
+                };
                 all.push(new_state.clone());
                 rolling::new_rs_new_replicas(self.replicas, self.bounds.max_surge, &all, &new_state)
             }
         };
-        let mut annotations: BTreeMap<String, String> = self.replicas_annotations().into_iter().collect();
+        let mut annotations: BTreeMap<String, String> =
+            self.replicas_annotations().into_iter().collect();
         annotations.insert(REVISION_ANNOTATION.into(), revision.to_string());
         if let Some(cause) = &change_cause {
             annotations.insert(CHANGE_CAUSE_ANNOTATION.into(), cause.clone());
@@ -528,11 +614,22 @@ impl<'a> Sync<'a> {
         let paused_cond_exists = get_condition(&self.status.conditions, reason::PROGRESSING)
             .is_some_and(|c| c.reason.as_deref() == Some(reason::PAUSED));
         if self.dl.spec.paused && !paused_cond_exists {
-            let c = new_condition(reason::PROGRESSING, "Unknown", reason::PAUSED, "Deployment is paused".into(), self.now);
+            let c = new_condition(
+                reason::PROGRESSING,
+                "Unknown",
+                reason::PAUSED,
+                "Deployment is paused".into(),
+                self.now,
+            );
             self.set_condition(c);
         } else if !self.dl.spec.paused && paused_cond_exists {
-            let c =
-                new_condition(reason::PROGRESSING, "Unknown", reason::RESUMED, "Deployment is resumed".into(), self.now);
+            let c = new_condition(
+                reason::PROGRESSING,
+                "Unknown",
+                reason::RESUMED,
+                "Deployment is resumed".into(),
+                self.now,
+            );
             self.set_condition(c);
         }
     }
@@ -592,7 +689,9 @@ impl<'a> Sync<'a> {
     }
 
     fn reconcile_new_rs(&mut self) -> bool {
-        let Some(new_rs) = &self.new_rs else { return false };
+        let Some(new_rs) = &self.new_rs else {
+            return false;
+        };
         let current = new_rs.state.spec_replicas;
         if current == self.replicas {
             return false;
@@ -600,7 +699,12 @@ impl<'a> Sync<'a> {
         let to = if current > self.replicas {
             self.replicas
         } else {
-            rolling::new_rs_new_replicas(self.replicas, self.bounds.max_surge, &self.all_states(), &new_rs.state)
+            rolling::new_rs_new_replicas(
+                self.replicas,
+                self.bounds.max_surge,
+                &self.all_states(),
+                &new_rs.state,
+            )
         };
         if to == current {
             return false;
@@ -610,8 +714,12 @@ impl<'a> Sync<'a> {
     }
 
     fn reconcile_old_rses(&mut self) -> bool {
-        let active_old: Vec<RsState> =
-            self.old_rses.iter().filter(|r| r.state.spec_replicas > 0).map(|r| r.state.clone()).collect();
+        let active_old: Vec<RsState> = self
+            .old_rses
+            .iter()
+            .filter(|r| r.state.spec_replicas > 0)
+            .map(|r| r.state.clone())
+            .collect();
         if active_old.is_empty() {
             return false;
         }
@@ -651,7 +759,11 @@ impl<'a> Sync<'a> {
         }
         if self.new_rs.is_none() {
             self.sync_revision_and_new_rs(true);
-        } else if self.new_rs.as_ref().is_some_and(|n| n.state.spec_replicas != self.replicas) {
+        } else if self
+            .new_rs
+            .as_ref()
+            .is_some_and(|n| n.state.spec_replicas != self.replicas)
+        {
             self.scale_rs(RsRef::New, self.replicas);
         }
         if self.stored_status_complete() {
@@ -663,13 +775,27 @@ impl<'a> Sync<'a> {
     /// Old pods still run while any old ReplicaSet reports replicas, or any
     /// pod of an old ReplicaSet is not Failed or Succeeded.
     fn old_pods_running(&self) -> bool {
-        if self.old_rses.iter().map(|r| r.state.status_replicas).sum::<i32>() > 0 {
+        if self
+            .old_rses
+            .iter()
+            .map(|r| r.state.status_replicas)
+            .sum::<i32>()
+            > 0
+        {
             return true;
         }
         let old_uids: Vec<&str> = self.old_rses.iter().map(|r| r.uid.as_str()).collect();
         self.pods.iter().any(|p| {
-            let owner = p.owner_references().iter().find(|o| o.controller == Some(true)).map(|o| o.uid.as_str());
-            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+            let owner = p
+                .owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true))
+                .map(|o| o.uid.as_str());
+            let phase = p
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .unwrap_or("Pending");
             owner.is_some_and(|u| old_uids.contains(&u)) && !matches!(phase, "Failed" | "Succeeded")
         })
     }
@@ -682,8 +808,15 @@ impl<'a> Sync<'a> {
         if target == 0 {
             target = last_revision(self.all().map(|r| r.state.revision));
             if target == 0 {
-                self.event(EventType::Warning, reason::ROLLBACK_NOT_FOUND, "Unable to find last revision.".into());
-                self.actions.push(Action::Rollback { template: None, annotations: BTreeMap::new() });
+                self.event(
+                    EventType::Warning,
+                    reason::ROLLBACK_NOT_FOUND,
+                    "Unable to find last revision.".into(),
+                );
+                self.actions.push(Action::Rollback {
+                    template: None,
+                    annotations: BTreeMap::new(),
+                });
                 return;
             }
         }
@@ -694,9 +827,11 @@ impl<'a> Sync<'a> {
         // ReplicaSet's defaulted template against the user's, so a rollback
         // to the current revision "succeeded" by copying the defaulted
         // template into the spec instead of being refused as unchanged.
-        let is_current = found
-            .as_ref()
-            .is_some_and(|r| self.new_rs.as_ref().is_some_and(|n| n.state.name == r.state.name));
+        let is_current = found.as_ref().is_some_and(|r| {
+            self.new_rs
+                .as_ref()
+                .is_some_and(|n| n.state.name == r.state.name)
+        });
         match found.and_then(|r| r.template().map(|t| (t, r.annotations.clone()))) {
             None => {
                 self.event(
@@ -704,7 +839,10 @@ impl<'a> Sync<'a> {
                     reason::ROLLBACK_NOT_FOUND,
                     "Unable to find the revision to rollback to.".into(),
                 );
-                self.actions.push(Action::Rollback { template: None, annotations: BTreeMap::new() });
+                self.actions.push(Action::Rollback {
+                    template: None,
+                    annotations: BTreeMap::new(),
+                });
             }
             Some((template, rs_annotations)) => {
                 if is_current
@@ -716,10 +854,14 @@ impl<'a> Sync<'a> {
                         reason::ROLLBACK_UNCHANGED,
                         format!("The rollback revision contains the same template as current deployment \"{name}\""),
                     );
-                    self.actions.push(Action::Rollback { template: None, annotations: BTreeMap::new() });
+                    self.actions.push(Action::Rollback {
+                        template: None,
+                        annotations: BTreeMap::new(),
+                    });
                     return;
                 }
-                self.actions.push(rollback_to_revision(template, rs_annotations));
+                self.actions
+                    .push(rollback_to_revision(template, rs_annotations));
                 self.event(
                     EventType::Normal,
                     reason::ROLLBACK_DONE,
@@ -749,7 +891,11 @@ impl<'a> Sync<'a> {
         let s = &mut self.status;
         s.observed_generation = self.dl.metadata.generation;
         s.replicas = all.iter().map(|r| r.status_replicas).sum();
-        s.updated_replicas = self.new_rs.as_ref().map(|r| r.state.status_replicas).unwrap_or(0);
+        s.updated_replicas = self
+            .new_rs
+            .as_ref()
+            .map(|r| r.state.status_replicas)
+            .unwrap_or(0);
         s.ready_replicas = all.iter().map(|r| r.ready_replicas).sum();
         s.available_replicas = all.iter().map(|r| r.available_replicas).sum();
         s.unavailable_replicas = (spec_total - s.available_replicas).max(0);
@@ -757,7 +903,13 @@ impl<'a> Sync<'a> {
         s.ready = Some(format!("{}/{}", s.ready_replicas, self.replicas));
         let min_available = bounds::min_available(self.replicas, &self.bounds);
         let c = if s.available_replicas >= min_available {
-            new_condition(reason::AVAILABLE, "True", reason::MIN_AVAILABLE, "Deployment has minimum availability.".into(), self.now)
+            new_condition(
+                reason::AVAILABLE,
+                "True",
+                reason::MIN_AVAILABLE,
+                "Deployment has minimum availability.".into(),
+                self.now,
+            )
         } else {
             new_condition(
                 reason::AVAILABLE,
@@ -774,7 +926,13 @@ impl<'a> Sync<'a> {
     /// ReplicaFailure mirrors the first failure any ReplicaSet reports.
     fn sync_replica_failure(&mut self) {
         let failure = self.all().filter_map(|r| r.obj).find_map(|rs| {
-            rs.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "ReplicaFailure" && c.status == "True").cloned()
+            rs.status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+                .cloned()
         });
         match failure {
             Some(f) => {
@@ -787,7 +945,9 @@ impl<'a> Sync<'a> {
                 );
                 self.set_condition(c);
             }
-            None => progress::remove_condition(&mut self.status.conditions, reason::REPLICA_FAILURE),
+            None => {
+                progress::remove_condition(&mut self.status.conditions, reason::REPLICA_FAILURE)
+            }
         }
     }
 
@@ -796,7 +956,11 @@ impl<'a> Sync<'a> {
     fn finish_status_only(mut self) -> Plan {
         self.calculate_status();
         let requeue_after = self.requeue_after();
-        Plan { actions: coalesce_rs_writes(self.actions), status: self.status, requeue_after }
+        Plan {
+            actions: coalesce_rs_writes(self.actions),
+            status: self.status,
+            requeue_after,
+        }
     }
 
     /// Section 7 and 10: status plus the Progressing condition and the
@@ -809,7 +973,9 @@ impl<'a> Sync<'a> {
         } else {
             let current = get_condition(&self.status.conditions, reason::PROGRESSING).cloned();
             let already_complete = self.status.replicas == self.status.updated_replicas
-                && current.as_ref().is_some_and(|c| c.reason.as_deref() == Some(reason::NEW_RS_AVAILABLE));
+                && current
+                    .as_ref()
+                    .is_some_and(|c| c.reason.as_deref() == Some(reason::NEW_RS_AVAILABLE));
             let rs_name = self.new_rs.as_ref().map(|r| r.state.name.clone());
             let what = match &rs_name {
                 Some(n) => format!("ReplicaSet \"{n}\""),
@@ -865,7 +1031,11 @@ impl<'a> Sync<'a> {
             self.auto_rollback();
         }
         let requeue_after = self.requeue_after();
-        Plan { actions: coalesce_rs_writes(self.actions), status: self.status, requeue_after }
+        Plan {
+            actions: coalesce_rs_writes(self.actions),
+            status: self.status,
+            requeue_after,
+        }
     }
 
     /// Remembers on the new ReplicaSet that its rollout once completed, so
@@ -877,9 +1047,18 @@ impl<'a> Sync<'a> {
         let st = &self.status;
         let complete = get_condition(&st.conditions, reason::PROGRESSING)
             .is_some_and(|c| c.reason.as_deref() == Some(reason::NEW_RS_AVAILABLE))
-            && progress::is_complete(self.replicas, st.updated_replicas, st.replicas, st.available_replicas, true);
+            && progress::is_complete(
+                self.replicas,
+                st.updated_replicas,
+                st.replicas,
+                st.available_replicas,
+                true,
+            );
         let Some(new_rs) = &self.new_rs else { return };
-        if !complete || new_rs.obj.is_none() || new_rs.annotations.contains_key(COMPLETED_ANNOTATION) {
+        if !complete
+            || new_rs.obj.is_none()
+            || new_rs.annotations.contains_key(COMPLETED_ANNOTATION)
+        {
             return;
         }
         let mut annotations = new_rs.annotations.clone();
@@ -902,12 +1081,17 @@ impl<'a> Sync<'a> {
         if !self.dl.spec.auto_rollback {
             return;
         }
-        let Some(c) = get_condition(&self.status.conditions, reason::PROGRESSING) else { return };
+        let Some(c) = get_condition(&self.status.conditions, reason::PROGRESSING) else {
+            return;
+        };
         if c.reason.as_deref() != Some(reason::TIMED_OUT) {
             return;
         }
-        let just_timed_out = get_condition(&self.dl.status.clone().unwrap_or_default().conditions, reason::PROGRESSING)
-            .is_none_or(|old| old.reason.as_deref() != Some(reason::TIMED_OUT));
+        let just_timed_out = get_condition(
+            &self.dl.status.clone().unwrap_or_default().conditions,
+            reason::PROGRESSING,
+        )
+        .is_none_or(|old| old.reason.as_deref() != Some(reason::TIMED_OUT));
         let failed_revision = self.new_rs.as_ref().map(|r| r.state.revision).unwrap_or(0);
         let deadline = self.dl.spec.progress_deadline_seconds.unwrap_or(0);
         let target = self
@@ -915,7 +1099,10 @@ impl<'a> Sync<'a> {
             .iter()
             .filter(|r| r.annotations.contains_key(COMPLETED_ANNOTATION))
             .max_by_key(|r| r.state.revision)
-            .and_then(|r| r.template().map(|t| (r.state.revision, t, r.annotations.clone())));
+            .and_then(|r| {
+                r.template()
+                    .map(|t| (r.state.revision, t, r.annotations.clone()))
+            });
         match target {
             Some((revision, template, rs_annotations)) if !templates_match(&self.dl.spec.template, template) => {
                 self.actions.push(rollback_to_revision(template, rs_annotations));
@@ -945,7 +1132,11 @@ impl<'a> Sync<'a> {
             Some(reason::NEW_RS_AVAILABLE) => false,
             Some(reason::TIMED_OUT) => true,
             _ => c.last_update_time.as_ref().is_some_and(|t| {
-                progress::timed_out(self.dl.spec.progress_deadline_seconds, from_time(t), self.now)
+                progress::timed_out(
+                    self.dl.spec.progress_deadline_seconds,
+                    from_time(t),
+                    self.now,
+                )
             }),
         }
     }
@@ -957,11 +1148,15 @@ impl<'a> Sync<'a> {
             return None;
         }
         let c = get_condition(&self.status.conditions, reason::PROGRESSING)?;
-        if matches!(c.reason.as_deref(), Some(reason::NEW_RS_AVAILABLE) | Some(reason::TIMED_OUT)) {
+        if matches!(
+            c.reason.as_deref(),
+            Some(reason::NEW_RS_AVAILABLE) | Some(reason::TIMED_OUT)
+        ) {
             return None;
         }
         let last = from_time(c.last_update_time.as_ref()?);
-        let after = progress::requeue_after(self.dl.spec.progress_deadline_seconds, last, self.now)?;
+        let after =
+            progress::requeue_after(self.dl.spec.progress_deadline_seconds, last, self.now)?;
         Some(after + Duration::from_secs(1))
     }
 }
@@ -982,13 +1177,21 @@ enum RsRef {
 fn coalesce_rs_writes(actions: Vec<Action>) -> Vec<Action> {
     let mut out: Vec<Action> = Vec::with_capacity(actions.len());
     for action in actions {
-        if let Action::UpdateReplicaSet { name, replicas, annotations, min_ready_seconds, .. } = &action
+        if let Action::UpdateReplicaSet {
+            name,
+            replicas,
+            annotations,
+            min_ready_seconds,
+            ..
+        } = &action
             && let Some(Action::UpdateReplicaSet {
                 replicas: first_replicas,
                 annotations: first_annotations,
                 min_ready_seconds: first_min_ready,
                 ..
-            }) = out.iter_mut().find(|a| matches!(a, Action::UpdateReplicaSet { name: n, .. } if n == name))
+            }) = out
+                .iter_mut()
+                .find(|a| matches!(a, Action::UpdateReplicaSet { name: n, .. } if n == name))
         {
             *first_replicas = *replicas;
             *first_annotations = annotations.clone();
@@ -1012,13 +1215,22 @@ fn made_progress(old: &DeploymentLiteStatus, new: &DeploymentLiteStatus) -> bool
 /// The rollback that puts a revision's template (without its hash label)
 /// back into the spec. The change cause travels with the revision, as
 /// kubectl's rollback copies the ReplicaSet's annotations back.
-fn rollback_to_revision(template: &PodTemplateSpec, rs_annotations: BTreeMap<String, String>) -> Action {
+fn rollback_to_revision(
+    template: &PodTemplateSpec,
+    rs_annotations: BTreeMap<String, String>,
+) -> Action {
     let mut t = template.clone();
     if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         labels.remove(POD_TEMPLATE_HASH_LABEL);
     }
-    let annotations = rs_annotations.into_iter().filter(|(k, _)| k == CHANGE_CAUSE_ANNOTATION).collect();
-    Action::Rollback { template: Some(Box::new(t)), annotations }
+    let annotations = rs_annotations
+        .into_iter()
+        .filter(|(k, _)| k == CHANGE_CAUSE_ANNOTATION)
+        .collect();
+    Action::Rollback {
+        template: Some(Box::new(t)),
+        annotations,
+    }
 }
 
 /// The revision before the newest one (0 if there is none).
@@ -1048,7 +1260,9 @@ fn trim_history(history: &str) -> String {
 
 /// The controller owner reference a ReplicaSet gets.
 pub fn controller_ref(dl: &DeploymentLite) -> OwnerReference {
-    let mut r = dl.controller_owner_ref(&()).expect("a stored DeploymentLite has a uid");
+    let mut r = dl
+        .controller_owner_ref(&())
+        .expect("a stored DeploymentLite has a uid");
     // The garbage collector's foreground deletion waits for children that
     // block their owner's deletion, as for a Deployment's ReplicaSets.
     r.block_owner_deletion = Some(true);

@@ -91,8 +91,7 @@ fn dl_json(replicas: i32, image: &str) -> Value {
 }
 
 fn rolling(mut v: Value, surge: Value, unavailable: Value) -> Value {
-    v["spec"]["strategy"] =
-        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}});
+    v["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}});
     v
 }
 
@@ -185,7 +184,12 @@ fn pod(name: &str, image: &str, phase: &str) -> Pod {
 }
 
 fn run(dl: &DeploymentLite, rses: &[ReplicaSet], pods: &[Pod]) -> Plan {
-    plan(SyncInput { dl, rses, pods, now: t0() })
+    plan(SyncInput {
+        dl,
+        rses,
+        pods,
+        now: t0(),
+    })
 }
 
 fn cond(
@@ -207,11 +211,22 @@ fn cond(
 }
 
 fn available_true(at: DateTime<Utc>) -> DeploymentCondition {
-    cond("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", at, at)
+    cond(
+        "Available",
+        "True",
+        "MinimumReplicasAvailable",
+        "Deployment has minimum availability.",
+        at,
+        at,
+    )
 }
 
 fn get<'a>(status: &'a DeploymentLiteStatus, type_: &str) -> &'a DeploymentCondition {
-    status.conditions.iter().find(|c| c.type_ == type_).unwrap_or_else(|| panic!("no {type_} condition"))
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"))
 }
 
 /// (status, reason) of a condition.
@@ -242,7 +257,10 @@ fn stored(
 }
 
 fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// `revision`, `desired-replicas`, `max-replicas`.
@@ -268,7 +286,9 @@ fn update(image: &str, from: i32, replicas: i32, annotations: BTreeMap<String, S
 }
 
 fn annotate_revision(revision: i64) -> Action {
-    Action::AnnotateDeployment { annotations: annotations(&[("dlite.dev/revision", &revision.to_string())]) }
+    Action::AnnotateDeployment {
+        annotations: annotations(&[("dlite.dev/revision", &revision.to_string())]),
+    }
 }
 
 /// The ReplicaSet the planner should create for the user's template of
@@ -323,7 +343,10 @@ fn fresh_object_creates_the_first_replica_set_at_full_size() {
     let name = rs_name("nginx:1");
     assert_eq!(
         p.actions,
-        vec![Action::CreateReplicaSet(Box::new(expected_new_rs("nginx:1", 2, 1, 2, 3))), annotate_revision(1),]
+        vec![
+            Action::CreateReplicaSet(Box::new(expected_new_rs("nginx:1", 2, 1, 2, 3))),
+            annotate_revision(1),
+        ]
     );
     assert_eq!(
         p.status,
@@ -371,7 +394,10 @@ fn fresh_object_size_follows_the_surge_rule() {
         (recreate(dl_json(10, "nginx:1")), 10, 10),
     ] {
         let p = run(&dl(strategy), &[], &[]);
-        assert_eq!(created(&p), vec![&expected_new_rs("nginx:1", size, 1, 10, max)]);
+        assert_eq!(
+            created(&p),
+            vec![&expected_new_rs("nginx:1", size, 1, 10, max)]
+        );
     }
     // replicas 0: created empty.
     let p = run(&dl(dl_json(0, "nginx:1")), &[], &[]);
@@ -386,7 +412,10 @@ fn selector_string_and_expressions() {
         "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "dev"]}, {"key": "canary", "operator": "DoesNotExist"}]
     });
     let p = run(&dl(v), &[], &[]);
-    assert_eq!(p.status.selector.as_deref(), Some("!canary,app=web,env in (dev,prod),tier=fe"));
+    assert_eq!(
+        p.status.selector.as_deref(),
+        Some("!canary,app=web,env in (dev,prod),tier=fe")
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -397,11 +426,22 @@ fn selector_string_and_expressions() {
 /// rolling from nginx:1 (revision 1) to nginx:2 (revision 2). Both
 /// ReplicaSets were last scaled for 10 (max 13).
 fn rolling_10_3_2(old: (i32, i32), new: Option<(i32, i32)>) -> (DeploymentLite, Vec<ReplicaSet>) {
-    let mut d = dl(at_revision(with_generation(rolling(dl_json(10, "nginx:2"), json!(3), json!(2)), 2), 2));
+    let mut d = dl(at_revision(
+        with_generation(rolling(dl_json(10, "nginx:2"), json!(3), json!(2)), 2),
+        2,
+    ));
     d.status = Some(stored(1, (10, 10, 10, 10), 10, vec![]));
-    let mut rses = vec![rs(scaled_for(rs_json("nginx:1", 1, 0, old.0, old.1), 10, 13))];
+    let mut rses = vec![rs(scaled_for(
+        rs_json("nginx:1", 1, 0, old.0, old.1),
+        10,
+        13,
+    ))];
     if let Some((spec, available)) = new {
-        rses.push(rs(scaled_for(rs_json("nginx:2", 2, 30, spec, available), 10, 13)));
+        rses.push(rs(scaled_for(
+            rs_json("nginx:2", 2, 30, spec, available),
+            10,
+            13,
+        )));
     }
     (d, rses)
 }
@@ -512,7 +552,16 @@ fn scenario_table_rows_through_plan() {
     // Rows 2-5 (maxUnavailable 0) and 7-11 of the scenario table, as whole
     // syncs: (row, replicas, surge, unavailable, (old spec, avail),
     // (new spec, avail), old size written, new size written).
-    type Row = (u32, i32, i32, i32, (i32, i32), (i32, i32), Option<i32>, Option<i32>);
+    type Row = (
+        u32,
+        i32,
+        i32,
+        i32,
+        (i32, i32),
+        (i32, i32),
+        Option<i32>,
+        Option<i32>,
+    );
     let rows: Vec<Row> = vec![
         (2, 10, 2, 0, (10, 10), (0, 0), None, Some(2)),
         (3, 10, 2, 0, (5, 5), (0, 0), None, Some(7)),
@@ -525,19 +574,44 @@ fn scenario_table_rows_through_plan() {
         (11, 10, 0, 2, (8, 8), (2, 0), None, None),
     ];
     for (row, replicas, surge, unavailable, old, new, old_to, new_to) in rows {
-        let d = dl(at_revision(rolling(dl_json(replicas, "nginx:2"), json!(surge), json!(unavailable)), 2));
+        let d = dl(at_revision(
+            rolling(
+                dl_json(replicas, "nginx:2"),
+                json!(surge),
+                json!(unavailable),
+            ),
+            2,
+        ));
         let max = replicas + surge;
         let rses = vec![
-            rs(scaled_for(rs_json("nginx:1", 1, 0, old.0, old.1), replicas, max)),
-            rs(scaled_for(rs_json("nginx:2", 2, 30, new.0, new.1), replicas, max)),
+            rs(scaled_for(
+                rs_json("nginx:1", 1, 0, old.0, old.1),
+                replicas,
+                max,
+            )),
+            rs(scaled_for(
+                rs_json("nginx:2", 2, 30, new.0, new.1),
+                replicas,
+                max,
+            )),
         ];
         let p = run(&d, &rses, &[]);
         let mut want = vec![];
         if let Some(to) = new_to {
-            want.push(update("nginx:2", new.0, to, rs_annotations(2, replicas, max)));
+            want.push(update(
+                "nginx:2",
+                new.0,
+                to,
+                rs_annotations(2, replicas, max),
+            ));
         }
         if let Some(to) = old_to {
-            want.push(update("nginx:1", old.0, to, rs_annotations(1, replicas, max)));
+            want.push(update(
+                "nginx:1",
+                old.0,
+                to,
+                rs_annotations(1, replicas, max),
+            ));
         }
         assert_eq!(p.actions, want, "row {row}");
     }
@@ -547,7 +621,10 @@ fn scenario_table_rows_through_plan() {
 fn a_write_refreshes_stale_annotations_and_keeps_the_read_resource_version() {
     // The old ReplicaSet was scaled for maxSurge 2 (max 12); the object now
     // says 3. Its next write carries the current values.
-    let d = dl(at_revision(rolling(dl_json(10, "nginx:2"), json!(3), json!(2)), 2));
+    let d = dl(at_revision(
+        rolling(dl_json(10, "nginx:2"), json!(3), json!(2)),
+        2,
+    ));
     let rses = vec![
         rs(scaled_for(rs_json("nginx:1", 1, 0, 10, 10), 10, 12)),
         rs(scaled_for(rs_json("nginx:2", 2, 30, 3, 0), 10, 13)),
@@ -571,7 +648,11 @@ fn a_write_refreshes_stale_annotations_and_keeps_the_read_resource_version() {
 fn min_ready_seconds_follows_the_object_on_the_new_replica_set() {
     let mut v = at_revision(rolling(dl_json(3, "nginx:1"), json!(1), json!(0)), 1);
     v["spec"]["minReadySeconds"] = json!(5);
-    let rses = vec![rs(completed(scaled_for(rs_json("nginx:1", 1, 0, 3, 3), 3, 4)))];
+    let rses = vec![rs(completed(scaled_for(
+        rs_json("nginx:1", 1, 0, 3, 3),
+        3,
+        4,
+    )))];
     let p = run(&dl(v), &rses, &[]);
     let mut want = rs_annotations(1, 3, 4);
     want.insert(COMPLETED_AT.into(), ts(secs_ago(86_400)));
@@ -598,7 +679,10 @@ fn scaling_event_scales_proportionally() {
     // 18, 5 to add; old round(8*18/13) = 11, new round(5*18/13) = 7.
     // Row 28: 10 (surge 3) -> 50 (surge 6): allowed 56; old 34, new 22.
     for (replicas, surge, old_to, new_to) in [(15, 3, 11, 7), (50, 6, 34, 22)] {
-        let mut d = dl(at_revision(rolling(dl_json(replicas, "nginx:2"), json!(surge), json!(2)), 2));
+        let mut d = dl(at_revision(
+            rolling(dl_json(replicas, "nginx:2"), json!(surge), json!(2)),
+            2,
+        ));
         let progressing = cond(
             "Progressing",
             "True",
@@ -607,7 +691,12 @@ fn scaling_event_scales_proportionally() {
             secs_ago(30),
             secs_ago(90),
         );
-        d.status = Some(stored(1, (13, 5, 8, 8), 10, vec![available_true(secs_ago(90)), progressing.clone()]));
+        d.status = Some(stored(
+            1,
+            (13, 5, 8, 8),
+            10,
+            vec![available_true(secs_ago(90)), progressing.clone()],
+        ));
         let rses = vec![
             rs(scaled_for(rs_json("nginx:1", 1, 0, 8, 8), 10, 13)),
             rs(scaled_for(rs_json("nginx:2", 2, 30, 5, 0), 10, 13)),
@@ -639,7 +728,10 @@ fn scaling_a_settled_object_scales_its_only_replica_set() {
     ];
     let p = run(&d, &rses, &[]);
     // 25% of 12: surge 3.
-    assert_eq!(p.actions, vec![update("nginx:2", 10, 12, rs_annotations(2, 12, 15))]);
+    assert_eq!(
+        p.actions,
+        vec![update("nginx:2", 10, 12, rs_annotations(2, 12, 15))]
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -657,16 +749,36 @@ fn paused_object_creates_nothing_but_still_scales() {
         1,
         (3, 3, 3, 3),
         3,
-        vec![available_true(done), cond("Progressing", "True", "NewReplicaSetAvailable", "done", done, done)],
+        vec![
+            available_true(done),
+            cond(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                "done",
+                done,
+                done,
+            ),
+        ],
     ));
     let rses = vec![rs(scaled_for(rs_json("nginx:1", 1, 0, 3, 3), 3, 4))];
     let p = run(&d, &rses, &[]);
     // 25% of 5: surge 2.
-    assert_eq!(p.actions, vec![update("nginx:1", 3, 5, rs_annotations(1, 5, 7))]);
+    assert_eq!(
+        p.actions,
+        vec![update("nginx:1", 3, 5, rs_annotations(1, 5, 7))]
+    );
     assert!(created(&p).is_empty());
     assert_eq!(
         get(&p.status, "Progressing"),
-        &cond("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", t0(), t0())
+        &cond(
+            "Progressing",
+            "Unknown",
+            "DeploymentPaused",
+            "Deployment is paused",
+            t0(),
+            t0()
+        )
     );
     assert_eq!(p.status.observed_generation, Some(3));
     // The deadline does not tick while paused.
@@ -678,7 +790,10 @@ fn paused_object_creates_nothing_but_still_scales() {
     let rses = vec![rs(scaled_for(rs_json("nginx:1", 1, 0, 5, 5), 5, 7))];
     let p2 = run(&d2, &rses, &[]);
     assert_eq!(p2.actions, vec![]);
-    assert_eq!(get(&p2.status, "Progressing"), get(&p.status, "Progressing"));
+    assert_eq!(
+        get(&p2.status, "Progressing"),
+        get(&p.status, "Progressing")
+    );
 }
 
 #[test]
@@ -693,7 +808,10 @@ fn paused_object_scales_a_rollout_proportionally() {
     let p = run(&dl(v), &rses, &[]);
     assert_eq!(
         p.actions,
-        vec![update("nginx:1", 8, 11, rs_annotations(1, 15, 18)), update("nginx:2", 5, 7, rs_annotations(2, 15, 18)),]
+        vec![
+            update("nginx:1", 8, 11, rs_annotations(1, 15, 18)),
+            update("nginx:2", 5, 7, rs_annotations(2, 15, 18)),
+        ]
     );
 }
 
@@ -704,7 +822,14 @@ fn pausing_a_timed_out_rollout_keeps_the_failure() {
     let mut v = at_revision(dl_json(3, "nginx:2"), 2);
     v["spec"]["paused"] = json!(true);
     let mut d = dl(v);
-    let timed_out = cond("Progressing", "False", "ProgressDeadlineExceeded", "timed out", secs_ago(60), secs_ago(60));
+    let timed_out = cond(
+        "Progressing",
+        "False",
+        "ProgressDeadlineExceeded",
+        "timed out",
+        secs_ago(60),
+        secs_ago(60),
+    );
     d.status = Some(stored(1, (3, 3, 0, 0), 3, vec![timed_out.clone()]));
     let rses = vec![rs(scaled_for(rs_json("nginx:2", 2, 0, 3, 0), 3, 4))];
     let p = run(&d, &rses, &[]);
@@ -715,7 +840,10 @@ fn pausing_a_timed_out_rollout_keeps_the_failure() {
 fn resume_sets_progressing_unknown_resumed_and_restarts_the_clock() {
     // replicas 3, surge 1, unavailable 0: new 2 (unavailable) + old 2 = 4 =
     // maxTotal, and nothing may go: the rollout waits.
-    let mut d = dl(at_revision(with_generation(rolling(dl_json(3, "nginx:2"), json!(1), json!(0)), 2), 2));
+    let mut d = dl(at_revision(
+        with_generation(rolling(dl_json(3, "nginx:2"), json!(1), json!(0)), 2),
+        2,
+    ));
     let paused_at = secs_ago(3000);
     d.status = Some(stored(
         2,
@@ -730,7 +858,14 @@ fn resume_sets_progressing_unknown_resumed_and_restarts_the_clock() {
                 paused_at,
                 paused_at,
             ),
-            cond("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", paused_at, paused_at),
+            cond(
+                "Progressing",
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused",
+                paused_at,
+                paused_at,
+            ),
         ],
     ));
     let rses = vec![
@@ -742,7 +877,14 @@ fn resume_sets_progressing_unknown_resumed_and_restarts_the_clock() {
     assert_eq!(
         get(&p.status, "Progressing"),
         // Same status (Unknown), new reason: new lastUpdateTime only.
-        &cond("Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed", t0(), paused_at)
+        &cond(
+            "Progressing",
+            "Unknown",
+            "DeploymentResumed",
+            "Deployment is resumed",
+            t0(),
+            paused_at
+        )
     );
     // The deadline counts from the resume, not from the pause.
     assert_eq!(p.requeue_after, Some(Duration::from_secs(601)));
@@ -758,14 +900,24 @@ fn resume_then_rollout_proceeds() {
         3,
         vec![
             available_true(paused_at),
-            cond("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", paused_at, paused_at),
+            cond(
+                "Progressing",
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused",
+                paused_at,
+                paused_at,
+            ),
         ],
     ));
     let rses = vec![rs(scaled_for(rs_json("nginx:1", 1, 0, 3, 3), 3, 4))];
     let p = run(&d, &rses, &[]);
     // 25% of 3: surge 1 -> the new ReplicaSet starts at 1.
     assert_eq!(created(&p), vec![&expected_new_rs("nginx:2", 1, 2, 3, 4)]);
-    assert_eq!(sr(&p.status, "Progressing"), ("True".into(), "NewReplicaSetCreated".into()));
+    assert_eq!(
+        sr(&p.status, "Progressing"),
+        ("True".into(), "NewReplicaSetCreated".into())
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -818,7 +970,12 @@ fn rollback_to_previous_revision() {
 #[test]
 fn rollback_to_an_explicit_revision_carries_its_change_cause() {
     let mut rses = history_123();
-    rses[0].metadata.annotations.as_mut().unwrap().insert("kubernetes.io/change-cause".into(), "v1 release".into());
+    rses[0]
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("kubernetes.io/change-cause".into(), "v1 release".into());
     let p = run(&rollback_to("nginx:3", 1), &rses, &[]);
     assert_eq!(
         p.actions,
@@ -847,7 +1004,10 @@ fn rollback_to_a_missing_revision_is_refused_and_cleared() {
                 reason: "DeploymentRollbackRevisionNotFound",
                 message: "Unable to find the revision to rollback to.".into(),
             },
-            Action::Rollback { template: None, annotations: BTreeMap::new() },
+            Action::Rollback {
+                template: None,
+                annotations: BTreeMap::new()
+            },
         ]
     );
     // Only one revision: there is no previous one.
@@ -861,7 +1021,10 @@ fn rollback_to_a_missing_revision_is_refused_and_cleared() {
                 reason: "DeploymentRollbackRevisionNotFound",
                 message: "Unable to find last revision.".into(),
             },
-            Action::Rollback { template: None, annotations: BTreeMap::new() },
+            Action::Rollback {
+                template: None,
+                annotations: BTreeMap::new()
+            },
         ]
     );
 }
@@ -874,9 +1037,14 @@ fn rollback_to_the_current_template_is_refused_and_cleared() {
         Action::Event {
             type_: EventType::Warning,
             reason: "DeploymentRollbackTemplateUnchanged",
-            message: "The rollback revision contains the same template as current deployment \"web\"".into(),
+            message:
+                "The rollback revision contains the same template as current deployment \"web\""
+                    .into(),
         },
-        Action::Rollback { template: None, annotations: BTreeMap::new() },
+        Action::Rollback {
+            template: None,
+            annotations: BTreeMap::new(),
+        },
     ];
     let p = run(&rollback_to("nginx:3", 3), &history_123(), &[]);
     assert_eq!(p.actions, unchanged);
@@ -902,8 +1070,16 @@ fn paused_object_is_not_rolled_back_and_keeps_its_history() {
     assert_eq!(
         p.actions,
         vec![
-            Action::DeleteReplicaSet { name: rs_name("nginx:1"), uid: uid("nginx:1"), resource_version: rv("nginx:1") },
-            Action::DeleteReplicaSet { name: rs_name("nginx:2"), uid: uid("nginx:2"), resource_version: rv("nginx:2") },
+            Action::DeleteReplicaSet {
+                name: rs_name("nginx:1"),
+                uid: uid("nginx:1"),
+                resource_version: rv("nginx:1")
+            },
+            Action::DeleteReplicaSet {
+                name: rs_name("nginx:2"),
+                uid: uid("nginx:2"),
+                resource_version: rv("nginx:2")
+            },
         ]
     );
 }
@@ -914,13 +1090,26 @@ fn after_a_rollback_the_old_replica_set_is_reactivated_under_a_new_revision() {
     // from RS-2's label, so RS-2 is found by the semantic comparison.
     let mut d = dl(at_revision(with_generation(dl_json(3, "nginx:3"), 2), 3));
     d.spec.template = rolled_back_template("nginx:2");
-    assert_ne!(pod_template_hash(&d.spec.template, None), hash_of("nginx:2"));
+    assert_ne!(
+        pod_template_hash(&d.spec.template, None),
+        hash_of("nginx:2")
+    );
     let done = secs_ago(600);
     d.status = Some(stored(
         1,
         (3, 3, 3, 3),
         3,
-        vec![available_true(done), cond("Progressing", "True", "NewReplicaSetAvailable", "done", done, done)],
+        vec![
+            available_true(done),
+            cond(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                "done",
+                done,
+                done,
+            ),
+        ],
     ));
     let p = run(&d, &history_123(), &[]);
     // History 1, 2, 3 -> 1, 3, 4: RS-2 becomes revision 4 with history "2",
@@ -930,10 +1119,16 @@ fn after_a_rollback_the_old_replica_set_is_reactivated_under_a_new_revision() {
     let mut want = rs_annotations(4, 3, 4);
     want.insert("dlite.dev/revision-history".into(), "2".into());
     want.insert(COMPLETED_AT.into(), ts(secs_ago(86_400)));
-    assert_eq!(p.actions, vec![update("nginx:2", 0, 1, want), annotate_revision(4)]);
+    assert_eq!(
+        p.actions,
+        vec![update("nginx:2", 0, 1, want), annotate_revision(4)]
+    );
     assert!(created(&p).is_empty());
     assert_eq!(p.status.updated_replicas, 0);
-    assert_eq!(sr(&p.status, "Progressing"), ("True".into(), "NewReplicaSetAvailable".into()));
+    assert_eq!(
+        sr(&p.status, "Progressing"),
+        ("True".into(), "NewReplicaSetAvailable".into())
+    );
 
     // A second rollback ("undo" again) finds revision 3 as the previous one.
     let mut rses = history_123();
@@ -945,20 +1140,36 @@ fn after_a_rollback_the_old_replica_set_is_reactivated_under_a_new_revision() {
     let p = run(&d2, &rses, &[]);
     assert_eq!(
         p.actions[0],
-        Action::Rollback { template: Some(Box::new(rolled_back_template("nginx:3"))), annotations: BTreeMap::new() }
+        Action::Rollback {
+            template: Some(Box::new(rolled_back_template("nginx:3"))),
+            annotations: BTreeMap::new()
+        }
     );
 
     // Re-activated again later: the history grows.
     let mut d3 = d.clone();
     d3.spec.template = rolled_back_template("nginx:3");
     let mut rses = history_123();
-    rses[1].metadata.annotations.as_mut().unwrap().insert("dlite.dev/revision".into(), "4".into());
-    rses[2].metadata.annotations.as_mut().unwrap().insert("dlite.dev/revision-history".into(), "1".into());
+    rses[1]
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("dlite.dev/revision".into(), "4".into());
+    rses[2]
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("dlite.dev/revision-history".into(), "1".into());
     let p = run(&d3, &rses, &[]);
     let mut want = rs_annotations(5, 3, 4);
     want.insert("dlite.dev/revision-history".into(), "1,3".into());
     want.insert(COMPLETED_AT.into(), ts(secs_ago(86_400)));
-    assert_eq!(p.actions, vec![update("nginx:3", 3, 3, want), annotate_revision(5)]);
+    assert_eq!(
+        p.actions,
+        vec![update("nginx:3", 3, 3, want), annotate_revision(5)]
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -966,28 +1177,45 @@ fn after_a_rollback_the_old_replica_set_is_reactivated_under_a_new_revision() {
 // ---------------------------------------------------------------------------
 
 fn recreate_dl() -> DeploymentLite {
-    dl(at_revision(with_generation(recreate(dl_json(3, "nginx:2")), 2), 1))
+    dl(at_revision(
+        with_generation(recreate(dl_json(3, "nginx:2")), 2),
+        1,
+    ))
 }
 
 #[test]
 fn recreate_scales_old_down_first() {
     let rses = vec![rs(scaled_for(rs_json("nginx:1", 1, 0, 3, 3), 3, 3))];
-    let pods: Vec<Pod> = (0..3).map(|i| pod(&format!("old-{i}"), "nginx:1", "Running")).collect();
+    let pods: Vec<Pod> = (0..3)
+        .map(|i| pod(&format!("old-{i}"), "nginx:1", "Running"))
+        .collect();
     let p = run(&recreate_dl(), &rses, &pods);
-    assert_eq!(p.actions, vec![update("nginx:1", 3, 0, rs_annotations(1, 3, 3))]);
+    assert_eq!(
+        p.actions,
+        vec![update("nginx:1", 3, 0, rs_annotations(1, 3, 3))]
+    );
 }
 
 #[test]
 fn recreate_creates_the_new_replica_set_once_old_pods_are_gone() {
     let empty_old = vec![rs(scaled_for(rs_json("nginx:1", 1, 0, 0, 0), 3, 3))];
-    let want = vec![Action::CreateReplicaSet(Box::new(expected_new_rs("nginx:2", 3, 2, 3, 3))), annotate_revision(2)];
+    let want = vec![
+        Action::CreateReplicaSet(Box::new(expected_new_rs("nginx:2", 3, 2, 3, 3))),
+        annotate_revision(2),
+    ];
     // No pods at all.
     assert_eq!(run(&recreate_dl(), &empty_old, &[]).actions, want);
     // Only finished pods.
-    let finished = vec![pod("a", "nginx:1", "Succeeded"), pod("b", "nginx:1", "Failed")];
+    let finished = vec![
+        pod("a", "nginx:1", "Succeeded"),
+        pod("b", "nginx:1", "Failed"),
+    ];
     let p = run(&recreate_dl(), &empty_old, &finished);
     assert_eq!(p.actions, want);
-    assert_eq!(sr(&p.status, "Progressing"), ("True".into(), "NewReplicaSetCreated".into()));
+    assert_eq!(
+        sr(&p.status, "Progressing"),
+        ("True".into(), "NewReplicaSetCreated".into())
+    );
 }
 
 #[test]
@@ -1013,7 +1241,10 @@ fn recreate_scales_an_existing_new_replica_set_to_full_size() {
     ];
     let d = dl(at_revision(recreate(dl_json(3, "nginx:2")), 2));
     let p = run(&d, &rses, &[]);
-    assert_eq!(p.actions, vec![update("nginx:2", 0, 3, rs_annotations(2, 3, 3))]);
+    assert_eq!(
+        p.actions,
+        vec![update("nginx:2", 0, 3, rs_annotations(2, 3, 3))]
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1024,7 +1255,10 @@ fn recreate_scales_an_existing_new_replica_set_to_full_size() {
 /// none available, old 8): nothing may move, and the stored status already
 /// says so.
 fn stuck(last_update_secs_ago: i64) -> (DeploymentLite, Vec<ReplicaSet>) {
-    let mut v = at_revision(with_generation(rolling(dl_json(10, "nginx:2"), json!(3), json!(2)), 2), 2);
+    let mut v = at_revision(
+        with_generation(rolling(dl_json(10, "nginx:2"), json!(3), json!(2)), 2),
+        2,
+    );
     v["spec"]["progressDeadlineSeconds"] = json!(10);
     let mut d = dl(v);
     d.status = Some(stored(
@@ -1112,7 +1346,14 @@ fn no_deadline_means_no_progressing_condition() {
     let mut d = dl(dl_json(2, "nginx:1"));
     d.spec.progress_deadline_seconds = None;
     let p = run(&d, &[], &[]);
-    assert_eq!(p.status.conditions.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), vec!["Available"]);
+    assert_eq!(
+        p.status
+            .conditions
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect::<Vec<_>>(),
+        vec!["Available"]
+    );
     assert_eq!(p.requeue_after, None);
 }
 
@@ -1129,7 +1370,14 @@ fn complete_object(stored_available: i32) -> (DeploymentLite, Vec<ReplicaSet>) {
         3,
         vec![
             available_true(secs_ago(60)),
-            cond("Progressing", "True", "ReplicaSetUpdated", "progressing", secs_ago(30), secs_ago(60)),
+            cond(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                "progressing",
+                secs_ago(30),
+                secs_ago(60),
+            ),
         ],
     ));
     (d, history_123())
@@ -1185,8 +1433,14 @@ fn cleanup_waits_for_a_complete_stored_status() {
     let (d, rses) = complete_object(2);
     let p = run(&d, &rses, &[]);
     assert_eq!(p.actions, vec![]);
-    assert_eq!(sr(&p.status, "Progressing"), ("True".into(), "NewReplicaSetAvailable".into()));
-    assert_eq!(sr(&p.status, "Available"), ("True".into(), "MinimumReplicasAvailable".into()));
+    assert_eq!(
+        sr(&p.status, "Progressing"),
+        ("True".into(), "NewReplicaSetAvailable".into())
+    );
+    assert_eq!(
+        sr(&p.status, "Available"),
+        ("True".into(), "MinimumReplicasAvailable".into())
+    );
     // Stored status of an older generation: not complete either.
     let (mut d, rses) = complete_object(3);
     d.metadata.generation = Some(2);
@@ -1199,7 +1453,13 @@ fn cleanup_skips_replica_sets_that_still_have_pods() {
     // Revision 1 still reports a pod: it is skipped, not replaced by 2.
     rses[0].status.as_mut().unwrap().replicas = 1;
     let p = run(&d, &rses, &[]);
-    assert!(!p.actions.iter().any(|a| matches!(a, Action::DeleteReplicaSet { .. })), "{:?}", p.actions);
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::DeleteReplicaSet { .. })),
+        "{:?}",
+        p.actions
+    );
 }
 
 #[test]
@@ -1214,7 +1474,14 @@ fn replica_failure_is_copied_from_the_replica_sets() {
     let p = run(&d, &rses, &[]);
     assert_eq!(
         get(&p.status, "ReplicaFailure"),
-        &cond("ReplicaFailure", "True", "FailedCreate", "quota exceeded", t0(), t0())
+        &cond(
+            "ReplicaFailure",
+            "True",
+            "FailedCreate",
+            "quota exceeded",
+            t0(),
+            t0()
+        )
     );
 }
 
@@ -1242,7 +1509,10 @@ fn among_several_matches_the_oldest_is_new() {
     twin["metadata"]["name"] = json!("web-twin");
     twin["metadata"]["uid"] = json!("uid-twin");
     twin["metadata"]["labels"]["pod-template-hash"] = json!("twin");
-    let rses = vec![rs(twin), rs(completed(scaled_for(rs_json("nginx:2", 2, 30, 3, 3), 3, 4)))];
+    let rses = vec![
+        rs(twin),
+        rs(completed(scaled_for(rs_json("nginx:2", 2, 30, 3, 3), 3, 4))),
+    ];
     let d = dl(at_revision(dl_json(3, "nginx:2"), 2));
     let p = run(&d, &rses, &[]);
     assert_eq!(p.actions, vec![]);
@@ -1256,7 +1526,8 @@ fn removing_a_field_from_the_template_is_a_new_revision() {
     // fallback ("want contained in have") takes it for the new ReplicaSet
     // and the change never rolls out.
     let mut old = scaled_for(rs_json("nginx:1", 1, 0, 3, 3), 3, 4);
-    old["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "DEBUG", "value": "1"}]);
+    old["spec"]["template"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "DEBUG", "value": "1"}]);
     let p = run(&dl(at_revision(dl_json(3, "nginx:1"), 1)), &[rs(old)], &[]);
     assert_eq!(created(&p).len(), 1, "{:?}", p.actions);
 }
@@ -1275,10 +1546,17 @@ fn empty_selector_is_refused() {
         vec![Action::Event {
             type_: EventType::Warning,
             reason: "SelectingAll",
-            message: "This deployment is selecting all pods. A non-empty selector is required.".into(),
+            message: "This deployment is selecting all pods. A non-empty selector is required."
+                .into(),
         }]
     );
-    assert_eq!(p.status, DeploymentLiteStatus { observed_generation: Some(1), ..Default::default() });
+    assert_eq!(
+        p.status,
+        DeploymentLiteStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        }
+    );
     assert_eq!(p.requeue_after, None);
 }
 
@@ -1287,7 +1565,14 @@ fn malformed_bounds_are_refused() {
     let d = dl(rolling(dl_json(3, "nginx:1"), json!("oops"), json!(1)));
     let p = run(&d, &[], &[]);
     assert!(
-        matches!(&p.actions[..], [Action::Event { type_: EventType::Warning, reason: "InvalidSpec", .. }]),
+        matches!(
+            &p.actions[..],
+            [Action::Event {
+                type_: EventType::Warning,
+                reason: "InvalidSpec",
+                ..
+            }]
+        ),
         "{:?}",
         p.actions
     );
@@ -1348,7 +1633,13 @@ impl World {
             match a {
                 Action::CreateReplicaSet(new) => {
                     let name = new.metadata.name.clone().unwrap();
-                    prop_assert!(!self.rses.iter().any(|r| r.metadata.name.as_ref() == Some(&name)), "{name} exists");
+                    prop_assert!(
+                        !self
+                            .rses
+                            .iter()
+                            .any(|r| r.metadata.name.as_ref() == Some(&name)),
+                        "{name} exists"
+                    );
                     let mut new = (**new).clone();
                     new.metadata.uid = Some(format!("uid-{name}"));
                     new.metadata.resource_version = Some(self.next_rv());
@@ -1356,11 +1647,27 @@ impl World {
                     new.metadata.generation = Some(1);
                     self.rses.push(new);
                 }
-                Action::UpdateReplicaSet { name, resource_version, from, replicas, annotations, min_ready_seconds } => {
+                Action::UpdateReplicaSet {
+                    name,
+                    resource_version,
+                    from,
+                    replicas,
+                    annotations,
+                    min_ready_seconds,
+                } => {
                     let rv = self.next_rv();
-                    let rs = self.rses.iter_mut().find(|r| r.metadata.name.as_ref() == Some(name));
-                    let rs = rs.ok_or_else(|| TestCaseError::fail(format!("no ReplicaSet {name}")))?;
-                    prop_assert_eq!(rs.metadata.resource_version.as_ref(), Some(resource_version), "409 on {}", name);
+                    let rs = self
+                        .rses
+                        .iter_mut()
+                        .find(|r| r.metadata.name.as_ref() == Some(name));
+                    let rs =
+                        rs.ok_or_else(|| TestCaseError::fail(format!("no ReplicaSet {name}")))?;
+                    prop_assert_eq!(
+                        rs.metadata.resource_version.as_ref(),
+                        Some(resource_version),
+                        "409 on {}",
+                        name
+                    );
                     prop_assert_eq!(spec_of(rs), *from);
                     rs.metadata.resource_version = Some(rv);
                     rs.metadata.annotations = Some(annotations.clone());
@@ -1368,14 +1675,29 @@ impl World {
                     spec.replicas = Some(*replicas);
                     spec.min_ready_seconds = Some(*min_ready_seconds);
                 }
-                Action::DeleteReplicaSet { name, uid, resource_version } => {
-                    let i = self.rses.iter().position(|r| r.metadata.name.as_ref() == Some(name)).unwrap();
+                Action::DeleteReplicaSet {
+                    name,
+                    uid,
+                    resource_version,
+                } => {
+                    let i = self
+                        .rses
+                        .iter()
+                        .position(|r| r.metadata.name.as_ref() == Some(name))
+                        .unwrap();
                     prop_assert_eq!(self.rses[i].metadata.uid.as_ref(), Some(uid));
-                    prop_assert_eq!(self.rses[i].metadata.resource_version.as_ref(), Some(resource_version));
+                    prop_assert_eq!(
+                        self.rses[i].metadata.resource_version.as_ref(),
+                        Some(resource_version)
+                    );
                     self.rses.remove(i);
                 }
                 Action::AnnotateDeployment { annotations } => {
-                    self.dl.metadata.annotations.get_or_insert_with(Default::default).extend(annotations.clone());
+                    self.dl
+                        .metadata
+                        .annotations
+                        .get_or_insert_with(Default::default)
+                        .extend(annotations.clone());
                 }
                 Action::Rollback { .. } => prop_assert!(false, "unexpected rollback"),
                 Action::Event { .. } => {}
@@ -1431,7 +1753,10 @@ impl World {
 }
 
 fn arb_int_or_percent() -> impl Strategy<Value = IntOrString> {
-    prop_oneof![(0..=5i32).prop_map(IntOrString::Int), (0..=100i32).prop_map(|p| IntOrString::String(format!("{p}%")))]
+    prop_oneof![
+        (0..=5i32).prop_map(IntOrString::Int),
+        (0..=100i32).prop_map(|p| IntOrString::String(format!("{p}%")))
+    ]
 }
 
 fn is_zero(v: &IntOrString) -> bool {
@@ -1440,8 +1765,11 @@ fn is_zero(v: &IntOrString) -> bool {
 
 /// Old ReplicaSets: (spec, available, annotated with the current size?).
 fn arb_old() -> impl Strategy<Value = Vec<(i32, i32, bool)>> {
-    prop::collection::vec((0..=25i32, 0..=100i32, any::<bool>()), 1..=3)
-        .prop_map(|v| v.into_iter().map(|(spec, pct, ann)| (spec, spec * pct / 100, ann)).collect())
+    prop::collection::vec((0..=25i32, 0..=100i32, any::<bool>()), 1..=3).prop_map(|v| {
+        v.into_iter()
+            .map(|(spec, pct, ann)| (spec, spec * pct / 100, ann))
+            .collect()
+    })
 }
 
 proptest! {

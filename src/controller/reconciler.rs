@@ -54,8 +54,14 @@ impl Error {
     fn api(action: &'static str, what: impl Into<String>, source: kube::Error) -> Self {
         let what = what.into();
         match &source {
-            kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict" => Error::Conflict { what },
-            _ => Error::Api { action, what, source },
+            kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict" => {
+                Error::Conflict { what }
+            }
+            _ => Error::Api {
+                action,
+                what,
+                source,
+            },
         }
     }
 }
@@ -106,31 +112,54 @@ pub async fn run(
     // list done), not with Store::wait_until_ready: that future keeps a
     // single waker, so a second waiter next to the controller's own could
     // leave one of them asleep forever.
-    let synced = [Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false))];
+    let synced = [
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    ];
     let (dl_store, dl_writer) = reflector::store();
-    let dl_stream =
-        reflector::reflector(dl_writer, track_sync(watcher(dls, watcher::Config::default().any_semantic()), synced[0].clone()))
-            .default_backoff()
-            .applied_objects();
+    let dl_stream = reflector::reflector(
+        dl_writer,
+        track_sync(
+            watcher(dls, watcher::Config::default().any_semantic()),
+            synced[0].clone(),
+        ),
+    )
+    .default_backoff()
+    .applied_objects();
     let (rs_store, rs_writer) = reflector::store();
-    let rs_stream =
-        reflector::reflector(rs_writer, track_sync(watcher(rses, watcher::Config::default().any_semantic()), synced[1].clone()))
-            .default_backoff()
-            .touched_objects();
+    let rs_stream = reflector::reflector(
+        rs_writer,
+        track_sync(
+            watcher(rses, watcher::Config::default().any_semantic()),
+            synced[1].clone(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
     // Only pods of ReplicaSets carry the hash label; that keeps the cache to
     // what Recreate waits on.
     let (pod_store, pod_writer) = reflector::store();
     let pod_stream = reflector::reflector(
         pod_writer,
         track_sync(
-            watcher(pods, watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL).any_semantic()),
+            watcher(
+                pods,
+                watcher::Config::default()
+                    .labels(POD_TEMPLATE_HASH_LABEL)
+                    .any_semantic(),
+            ),
             synced[2].clone(),
         ),
     )
     .default_backoff()
     .touched_objects();
 
-    let recorder = Recorder::new(client.clone(), CONTROLLER_NAME, std::env::var("POD_NAME").ok());
+    let recorder = Recorder::new(
+        client.clone(),
+        CONTROLLER_NAME,
+        std::env::var("POD_NAME").ok(),
+    );
     let ctx = Arc::new(Context {
         client,
         replica_sets: rs_store.clone(),
@@ -154,7 +183,9 @@ pub async fn run(
             let pending = dls_for_depth
                 .state()
                 .iter()
-                .filter(|d| d.status.as_ref().and_then(|s| s.observed_generation) < d.metadata.generation)
+                .filter(|d| {
+                    d.status.as_ref().and_then(|s| s.observed_generation) < d.metadata.generation
+                })
                 .count();
             metrics.queue_depth.set(pending as i64);
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -163,8 +194,12 @@ pub async fn run(
     let dl_store_for_rs = dl_store.clone();
     let rs_store_for_pods = rs_store.clone();
     controller
-        .watches_stream(rs_stream, move |rs: ReplicaSet| replica_set_owners(&dl_store_for_rs, &rs))
-        .watches_stream(pod_stream, move |pod: Pod| pod_owner(&rs_store_for_pods, &pod))
+        .watches_stream(rs_stream, move |rs: ReplicaSet| {
+            replica_set_owners(&dl_store_for_rs, &rs)
+        })
+        .watches_stream(pod_stream, move |pod: Pod| {
+            pod_owner(&rs_store_for_pods, &pod)
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -191,9 +226,16 @@ where
 
 /// Which DeploymentLites care about a ReplicaSet event: its controller, or
 /// for an orphan, every DeploymentLite whose selector matches it (adoption).
-fn replica_set_owners(dls: &Store<DeploymentLite>, rs: &ReplicaSet) -> Vec<ObjectRef<DeploymentLite>> {
+fn replica_set_owners(
+    dls: &Store<DeploymentLite>,
+    rs: &ReplicaSet,
+) -> Vec<ObjectRef<DeploymentLite>> {
     let ns = rs.namespace().unwrap_or_default();
-    if let Some(owner) = rs.owner_references().iter().find(|o| o.controller == Some(true)) {
+    if let Some(owner) = rs
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+    {
         if owner.kind == "DeploymentLite" && owner.api_version.starts_with("apps.dlite.dev/") {
             return vec![ObjectRef::new(&owner.name).within(&ns)];
         }
@@ -210,12 +252,20 @@ fn replica_set_owners(dls: &Store<DeploymentLite>, rs: &ReplicaSet) -> Vec<Objec
 /// DeploymentLite behind its ReplicaSet.
 fn pod_owner(rses: &Store<ReplicaSet>, pod: &Pod) -> Option<ObjectRef<DeploymentLite>> {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    if pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Failed") | Some("Succeeded")) {
+    if pod.metadata.deletion_timestamp.is_none()
+        && !matches!(phase, Some("Failed") | Some("Succeeded"))
+    {
         return None;
     }
-    let owner = pod.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "ReplicaSet")?;
+    let owner = pod
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "ReplicaSet")?;
     let rs = rses.get(&ObjectRef::new(&owner.name).within(&pod.namespace()?))?;
-    let dl = rs.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "DeploymentLite")?;
+    let dl = rs
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "DeploymentLite")?;
     Some(ObjectRef::new(&dl.name).within(&pod.namespace()?))
 }
 
@@ -243,28 +293,44 @@ pub fn error_policy(dl: Arc<DeploymentLite>, err: &Error, _ctx: Arc<Context>) ->
 
 /// One reconcile of one DeploymentLite.
 pub async fn reconcile(dl: Arc<DeploymentLite>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    let ns = dl.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let ns = dl
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let span = info_span!("reconcile", deploymentlite = %format!("{ns}/{}", dl.name_any()), generation = dl.metadata.generation);
     let start = std::time::Instant::now();
     let result = reconcile_inner(dl, ctx.clone(), ns).instrument(span).await;
     let m = &ctx.metrics;
     m.reconcile_duration.observe(start.elapsed().as_secs_f64());
     let outcome = if result.is_ok() { "success" } else { "error" };
-    m.reconciles.get_or_create(&ResultLabel { result: outcome.into() }).inc();
+    m.reconciles
+        .get_or_create(&ResultLabel {
+            result: outcome.into(),
+        })
+        .inc();
     if let Err(e) = &result {
         let kind = match e {
             Error::Conflict { .. } => "conflict",
             Error::Api { .. } => "api",
             Error::MissingField(_) => "invalid",
         };
-        m.errors.get_or_create(&ErrorLabel { kind: kind.into() }).inc();
+        m.errors
+            .get_or_create(&ErrorLabel { kind: kind.into() })
+            .inc();
     }
     result
 }
 
-async fn reconcile_inner(dl: Arc<DeploymentLite>, ctx: Arc<Context>, ns: String) -> Result<Requeue, Error> {
-    let rses: Vec<Arc<ReplicaSet>> =
-        ctx.replica_sets.state().into_iter().filter(|rs| rs.namespace().as_deref() == Some(ns.as_str())).collect();
+async fn reconcile_inner(
+    dl: Arc<DeploymentLite>,
+    ctx: Arc<Context>,
+    ns: String,
+) -> Result<Requeue, Error> {
+    let rses: Vec<Arc<ReplicaSet>> = ctx
+        .replica_sets
+        .state()
+        .into_iter()
+        .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
+        .collect();
     let claimed = claim_replica_sets(&ctx, &dl, &ns, rses).await?;
     let uids: HashSet<String> = claimed.iter().filter_map(|rs| rs.uid()).collect();
     let pods: Vec<Pod> = ctx
@@ -272,11 +338,20 @@ async fn reconcile_inner(dl: Arc<DeploymentLite>, ctx: Arc<Context>, ns: String)
         .state()
         .into_iter()
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|p| p.owner_references().iter().any(|o| o.controller == Some(true) && uids.contains(&o.uid)))
+        .filter(|p| {
+            p.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && uids.contains(&o.uid))
+        })
         .map(|p| p.as_ref().clone())
         .collect();
 
-    let plan = planner::plan(SyncInput { dl: &dl, rses: &claimed, pods: &pods, now: Utc::now() });
+    let plan = planner::plan(SyncInput {
+        dl: &dl,
+        rses: &claimed,
+        pods: &pods,
+        now: Utc::now(),
+    });
     debug!(actions = plan.actions.len(), "planned");
     execute(&ctx, &dl, &ns, plan).await
 }
@@ -297,28 +372,41 @@ async fn claim_replica_sets(
     let mut claimed = Vec::new();
     let mut fresh_checked = false;
     for rs in rses {
-        let controller = rs.owner_references().iter().find(|o| o.controller == Some(true));
+        let controller = rs
+            .owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true));
         let matches = selects(dl, rs.labels());
         match controller {
             Some(o) if o.uid != uid => continue,
             Some(_) if matches || deleting => claimed.push(rs.as_ref().clone()),
             Some(_) => {
                 // Ours but no longer selected: let it go.
-                let refs: Vec<_> = rs.owner_references().iter().filter(|o| o.uid != uid).cloned().collect();
+                let refs: Vec<_> = rs
+                    .owner_references()
+                    .iter()
+                    .filter(|o| o.uid != uid)
+                    .cloned()
+                    .collect();
                 let patch = json!({"metadata": {"resourceVersion": rs.resource_version(), "ownerReferences": refs}});
-                api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(|e| Error::api("releasing", format!("ReplicaSet {}", rs.name_any()), e))?;
+                api.patch(
+                    &rs.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map_err(|e| Error::api("releasing", format!("ReplicaSet {}", rs.name_any()), e))?;
                 info!(replicaset = %rs.name_any(), "released ReplicaSet that no longer matches the selector");
             }
             None if matches && !deleting && rs.metadata.deletion_timestamp.is_none() => {
                 if !fresh_checked {
                     let dls: Api<DeploymentLite> = Api::namespaced(ctx.client.clone(), ns);
-                    let fresh = dls
-                        .get(&dl.name_any())
-                        .await
-                        .map_err(|e| Error::api("re-reading", format!("DeploymentLite {}", dl.name_any()), e))?;
-                    if fresh.uid().as_deref() != Some(uid.as_str()) || fresh.metadata.deletion_timestamp.is_some() {
+                    let fresh = dls.get(&dl.name_any()).await.map_err(|e| {
+                        Error::api("re-reading", format!("DeploymentLite {}", dl.name_any()), e)
+                    })?;
+                    if fresh.uid().as_deref() != Some(uid.as_str())
+                        || fresh.metadata.deletion_timestamp.is_some()
+                    {
                         return Ok(claimed);
                     }
                     fresh_checked = true;
@@ -327,9 +415,15 @@ async fn claim_replica_sets(
                 refs.push(controller_ref(dl));
                 let patch = json!({"metadata": {"resourceVersion": rs.resource_version(), "ownerReferences": refs}});
                 let adopted = api
-                    .patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .patch(
+                        &rs.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
                     .await
-                    .map_err(|e| Error::api("adopting", format!("ReplicaSet {}", rs.name_any()), e))?;
+                    .map_err(|e| {
+                        Error::api("adopting", format!("ReplicaSet {}", rs.name_any()), e)
+                    })?;
                 info!(replicaset = %rs.name_any(), "adopted orphan ReplicaSet");
                 claimed.push(adopted);
             }
@@ -339,16 +433,35 @@ async fn claim_replica_sets(
     Ok(claimed)
 }
 
-async fn publish(ctx: &Context, dl: &DeploymentLite, type_: EventType, reason: &str, message: String) {
-    let action = if reason == planner::reason::SCALING_RS { "Scale" } else { "Reconcile" };
+async fn publish(
+    ctx: &Context,
+    dl: &DeploymentLite,
+    type_: EventType,
+    reason: &str,
+    message: String,
+) {
+    let action = if reason == planner::reason::SCALING_RS {
+        "Scale"
+    } else {
+        "Reconcile"
+    };
     // An event that cannot be recorded is not a reason to stop a rollout.
-    if let Err(e) = ctx.recorder.publish(&dl.object_ref(&()), type_, reason, action, &message).await {
+    if let Err(e) = ctx
+        .recorder
+        .publish(&dl.object_ref(&()), type_, reason, action, &message)
+        .await
+    {
         warn!(error = %e, reason, "could not record event");
     }
 }
 
 /// Executes a plan in order, then records the status.
-async fn execute(ctx: &Context, dl: &DeploymentLite, ns: &str, plan: planner::Plan) -> Result<Requeue, Error> {
+async fn execute(
+    ctx: &Context,
+    dl: &DeploymentLite,
+    ns: &str,
+    plan: planner::Plan,
+) -> Result<Requeue, Error> {
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), ns);
     let dl_api: Api<DeploymentLite> = Api::namespaced(ctx.client.clone(), ns);
     let name = dl.name_any();
@@ -365,25 +478,40 @@ async fn execute(ctx: &Context, dl: &DeploymentLite, ns: &str, plan: planner::Pl
                         info!(replicaset = %rs_name, replicas = size, "created ReplicaSet");
                         if size > 0 {
                             let msg = format!("Scaled up replica set {rs_name} from 0 to {size}");
-                            publish(ctx, dl, EventType::Normal, planner::reason::SCALING_RS, msg).await;
+                            publish(ctx, dl, EventType::Normal, planner::reason::SCALING_RS, msg)
+                                .await;
                         }
                     }
                     Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
-                        return handle_name_collision(ctx, dl, &current, &rs_api, &rs_name, status).await;
+                        return handle_name_collision(ctx, dl, &current, &rs_api, &rs_name, status)
+                            .await;
                     }
                     Err(e) => {
                         let msg = format!("Failed to create new replica set \"{rs_name}\": {e}");
                         publish(ctx, dl, EventType::Warning, "FailedCreate", msg.clone()).await;
                         set_condition(
                             &mut status.conditions,
-                            new_condition("Progressing", "False", planner::reason::CREATE_ERROR, msg, Utc::now()),
+                            new_condition(
+                                "Progressing",
+                                "False",
+                                planner::reason::CREATE_ERROR,
+                                msg,
+                                Utc::now(),
+                            ),
                         );
                         write_status(&dl_api, &current, status).await?;
                         return Err(Error::api("creating", format!("ReplicaSet {rs_name}"), e));
                     }
                 }
             }
-            Action::UpdateReplicaSet { name: rs_name, resource_version, from, replicas, annotations, min_ready_seconds } => {
+            Action::UpdateReplicaSet {
+                name: rs_name,
+                resource_version,
+                from,
+                replicas,
+                annotations,
+                min_ready_seconds,
+            } => {
                 let patch = json!({
                     "metadata": {"resourceVersion": resource_version, "annotations": annotations},
                     "spec": {"replicas": replicas, "minReadySeconds": min_ready_seconds},
@@ -395,19 +523,31 @@ async fn execute(ctx: &Context, dl: &DeploymentLite, ns: &str, plan: planner::Pl
                 if from != replicas {
                     let dir = if replicas > from { "up" } else { "down" };
                     info!(replicaset = %rs_name, from, to = replicas, "scaled ReplicaSet");
-                    let msg = format!("Scaled {dir} replica set {rs_name} from {from} to {replicas}");
+                    let msg =
+                        format!("Scaled {dir} replica set {rs_name} from {from} to {replicas}");
                     publish(ctx, dl, EventType::Normal, planner::reason::SCALING_RS, msg).await;
                 }
             }
-            Action::DeleteReplicaSet { name: rs_name, uid, resource_version } => {
+            Action::DeleteReplicaSet {
+                name: rs_name,
+                uid,
+                resource_version,
+            } => {
                 let dp = DeleteParams {
-                    preconditions: Some(Preconditions { uid: Some(uid), resource_version: Some(resource_version) }),
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid),
+                        resource_version: Some(resource_version),
+                    }),
                     ..DeleteParams::background()
                 };
                 match rs_api.delete(&rs_name, &dp).await {
-                    Ok(_) => info!(replicaset = %rs_name, "deleted old ReplicaSet (revision history limit)"),
+                    Ok(_) => {
+                        info!(replicaset = %rs_name, "deleted old ReplicaSet (revision history limit)")
+                    }
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(Error::api("deleting", format!("ReplicaSet {rs_name}"), e)),
+                    Err(e) => {
+                        return Err(Error::api("deleting", format!("ReplicaSet {rs_name}"), e));
+                    }
                 }
             }
             Action::AnnotateDeployment { annotations } => {
@@ -417,20 +557,30 @@ async fn execute(ctx: &Context, dl: &DeploymentLite, ns: &str, plan: planner::Pl
                     .await
                     .map_err(|e| Error::api("annotating", format!("DeploymentLite {name}"), e))?;
             }
-            Action::Rollback { template, annotations } => {
+            Action::Rollback {
+                template,
+                annotations,
+            } => {
                 let mut next = current.clone();
                 next.spec.rollback_to = None;
                 if let Some(t) = template {
                     next.spec.template = *t;
                 }
-                next.metadata.annotations.get_or_insert_with(Default::default).extend(annotations);
+                next.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .extend(annotations);
                 next.status = None;
                 current = dl_api
                     .replace(&name, &PostParams::default(), &next)
                     .await
                     .map_err(|e| Error::api("rolling back", format!("DeploymentLite {name}"), e))?;
             }
-            Action::Event { type_, reason, message } => publish(ctx, dl, type_, reason, message).await,
+            Action::Event {
+                type_,
+                reason,
+                message,
+            } => publish(ctx, dl, type_, reason, message).await,
         }
     }
 
@@ -454,19 +604,32 @@ async fn handle_name_collision(
     rs_name: &str,
     mut status: DeploymentLiteStatus,
 ) -> Result<Requeue, Error> {
-    let existing =
-        rs_api.get(rs_name).await.map_err(|e| Error::api("reading", format!("ReplicaSet {rs_name}"), e))?;
-    let ours = existing.owner_references().iter().any(|o| o.controller == Some(true) && Some(&o.uid) == dl.uid().as_ref());
+    let existing = rs_api
+        .get(rs_name)
+        .await
+        .map_err(|e| Error::api("reading", format!("ReplicaSet {rs_name}"), e))?;
+    let ours = existing
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && Some(&o.uid) == dl.uid().as_ref());
     let same_template = existing
         .spec
         .as_ref()
         .and_then(|s| s.template.as_ref())
         .is_some_and(|t| templates_match(&dl.spec.template, t));
     if ours && same_template {
-        debug!(replicaset = rs_name, "new ReplicaSet already exists; cache is behind");
+        debug!(
+            replicaset = rs_name,
+            "new ReplicaSet already exists; cache is behind"
+        );
         return Ok(Requeue::requeue(Duration::from_millis(200)));
     }
-    let count = dl.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0) + 1;
+    let count = dl
+        .status
+        .as_ref()
+        .and_then(|s| s.collision_count)
+        .unwrap_or(0)
+        + 1;
     status.collision_count = Some(count);
     let owner = existing
         .owner_references()
@@ -478,18 +641,29 @@ async fn handle_name_collision(
         "ReplicaSet {rs_name} already exists with a different template (controlled by {owner}); collisionCount raised to {count} to pick a new name"
     );
     publish(ctx, dl, EventType::Warning, "ReplicaSetNameCollision", msg).await;
-    let dl_api: Api<DeploymentLite> = Api::namespaced(ctx.client.clone(), &dl.namespace().unwrap_or_default());
+    let dl_api: Api<DeploymentLite> =
+        Api::namespaced(ctx.client.clone(), &dl.namespace().unwrap_or_default());
     write_status(&dl_api, current, status).await?;
     Ok(Requeue::requeue(Duration::from_millis(100)))
 }
 
 /// Replaces the status, conditional on the resourceVersion last seen.
-async fn write_status(api: &Api<DeploymentLite>, current: &DeploymentLite, status: DeploymentLiteStatus) -> Result<(), Error> {
+async fn write_status(
+    api: &Api<DeploymentLite>,
+    current: &DeploymentLite,
+    status: DeploymentLiteStatus,
+) -> Result<(), Error> {
     let mut obj = current.clone();
     obj.status = Some(status);
     obj.metadata.managed_fields = None;
     api.replace_status(&current.name_any(), &PostParams::default(), &obj)
         .await
-        .map_err(|e| Error::api("writing status of", format!("DeploymentLite {}", current.name_any()), e))?;
+        .map_err(|e| {
+            Error::api(
+                "writing status of",
+                format!("DeploymentLite {}", current.name_any()),
+                e,
+            )
+        })?;
     Ok(())
 }

@@ -6,10 +6,18 @@ use std::net::SocketAddr;
 #[derive(clap::Args, Debug, Clone)]
 pub struct RuntimeArgs {
     /// Address of the Prometheus /metrics endpoint ("0" disables it).
-    #[arg(long, default_value = "0.0.0.0:8080", env = "DLITE_METRICS_BIND_ADDRESS")]
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8080",
+        env = "DLITE_METRICS_BIND_ADDRESS"
+    )]
     pub metrics_bind_address: String,
     /// Address of the /healthz and /readyz endpoints ("0" disables them).
-    #[arg(long, default_value = "0.0.0.0:8081", env = "DLITE_HEALTH_PROBE_BIND_ADDRESS")]
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8081",
+        env = "DLITE_HEALTH_PROBE_BIND_ADDRESS"
+    )]
     pub health_probe_bind_address: String,
     /// Elect a leader on a coordination.k8s.io Lease; only the leader acts.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, env = "DLITE_LEADER_ELECT")]
@@ -35,15 +43,15 @@ impl RuntimeArgs {
         if value.is_empty() || value == "0" {
             return Ok(None);
         }
-        value
-            .parse()
-            .map(Some)
-            .map_err(|e| anyhow::anyhow!("--{flag}: {value:?} is not an address like 0.0.0.0:8080: {e}"))
+        value.parse().map(Some).map_err(|e| {
+            anyhow::anyhow!("--{flag}: {value:?} is not an address like 0.0.0.0:8080: {e}")
+        })
     }
 
     pub fn identity(&self) -> String {
         self.identity.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_else(|_| "localhost".into());
             format!("{}-{}", host.trim(), std::process::id())
         })
     }

@@ -81,7 +81,10 @@ impl Recorder {
         action: &str,
         note: &str,
     ) -> Result<(), kube::Error> {
-        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let now = Timestamp::now();
         let key = Key {
@@ -95,9 +98,15 @@ impl Recorder {
         if let Some(s) = seen.get_mut(&key) {
             s.count += 1;
             s.last = now;
-            let series = EventSeries { count: s.count, last_observed_time: MicroTime(now) };
+            let series = EventSeries {
+                count: s.count,
+                last_observed_time: MicroTime(now),
+            };
             let patch = serde_json::json!({"series": series});
-            match api.patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => return Ok(()),
                 // Expired or deleted meanwhile: fall through and create anew.
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -110,7 +119,11 @@ impl Recorder {
             now.as_nanosecond()
         );
         let event = Event {
-            metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace.clone()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
             event_time: Some(MicroTime(now)),
             action: Some(action.into()),
             reason: Some(reason.into()),
@@ -122,7 +135,14 @@ impl Recorder {
             ..Default::default()
         };
         api.create(&PostParams::default(), &event).await?;
-        seen.insert(key, Seen { name, count: 1, last: now });
+        seen.insert(
+            key,
+            Seen {
+                name,
+                count: 1,
+                last: now,
+            },
+        );
         Ok(())
     }
 }

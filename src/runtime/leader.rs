@@ -58,12 +58,18 @@ where
         work.await;
         return Ok(());
     }
-    let lease_name = args.leader_election_id.clone().unwrap_or_else(|| component.to_string());
+    let lease_name = args
+        .leader_election_id
+        .clone()
+        .unwrap_or_else(|| component.to_string());
     let namespace = args.lease_namespace();
     let identity = args.identity();
     let duration = args.lease_duration_seconds;
     let grace = GRACE_SECONDS.min(duration / 3).max(1);
-    let election = |source| LeaderError::Election { lease: format!("{namespace}/{lease_name}"), source };
+    let election = |source| LeaderError::Election {
+        lease: format!("{namespace}/{lease_name}"),
+        source,
+    };
     let manager = LeaseManagerBuilder::new(client.clone(), &lease_name)
         .with_namespace(&namespace)
         .with_parameters(LeaseParams::new(&identity, duration, grace))

@@ -43,16 +43,32 @@ impl ControllerMetrics {
             leader: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("dlite_controller");
-        r.register("reconciles", "Reconciles of DeploymentLites by result", m.reconciles.clone());
-        r.register("reconcile_errors", "Failed reconciles by kind of error", m.errors.clone());
+        r.register(
+            "reconciles",
+            "Reconciles of DeploymentLites by result",
+            m.reconciles.clone(),
+        );
+        r.register(
+            "reconcile_errors",
+            "Failed reconciles by kind of error",
+            m.errors.clone(),
+        );
         r.register_with_unit(
             "reconcile_duration",
             "Time one reconcile took",
             prometheus_client::registry::Unit::Seconds,
             m.reconcile_duration.clone(),
         );
-        r.register("queue_depth", "DeploymentLites whose latest generation is not yet observed", m.queue_depth.clone());
-        r.register("leader", "1 while this process is the leader", m.leader.clone());
+        r.register(
+            "queue_depth",
+            "DeploymentLites whose latest generation is not yet observed",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this process is the leader",
+            m.leader.clone(),
+        );
         m
     }
 }

@@ -48,15 +48,29 @@ async fn readyz(State(h): State<Arc<Health>>) -> impl IntoResponse {
     if h.is_ready() {
         (StatusCode::OK, format!("ok: {reason}"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}"))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}"),
+        )
     }
 }
 
 async fn metrics(State(r): State<Arc<Registry>>) -> impl IntoResponse {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &r) {
-        Ok(()) => (StatusCode::OK, [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [(CONTENT_TYPE, "text/plain")], e.to_string()),
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(CONTENT_TYPE, "text/plain")],
+            e.to_string(),
+        ),
     }
 }
 
@@ -69,7 +83,9 @@ pub async fn start(
     health: Arc<Health>,
 ) -> anyhow::Result<()> {
     if let Some(addr) = metrics_addr {
-        let app = Router::new().route("/metrics", get(metrics)).with_state(registry);
+        let app = Router::new()
+            .route("/metrics", get(metrics))
+            .with_state(registry);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("--metrics-bind-address {addr}: {e}"))?;
@@ -77,7 +93,10 @@ pub async fn start(
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
     if let Some(addr) = health_addr {
-        let app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(health);
+        let app = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .with_state(health);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("--health-probe-bind-address {addr}: {e}"))?;

@@ -61,8 +61,16 @@ impl SchedulerMetrics {
             Unit::Seconds,
             m.scheduling_attempt_duration.clone(),
         );
-        r.register("bindings", "Bindings the API server accepted", m.bindings.clone());
-        r.register("pending_pods", "Pending pods by queue", m.pending_pods.clone());
+        r.register(
+            "bindings",
+            "Bindings the API server accepted",
+            m.bindings.clone(),
+        );
+        r.register(
+            "pending_pods",
+            "Pending pods by queue",
+            m.pending_pods.clone(),
+        );
         r.register(
             "leader",
             "1 while this process is the leader",

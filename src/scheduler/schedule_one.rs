@@ -211,7 +211,11 @@ impl Scheduler {
             }
             if !was_synced && self.synced() {
                 was_synced = true;
-                tracing::info!(nodes = self.cache.node_count(), queued = self.queue.len(), "caches synced; scheduling");
+                tracing::info!(
+                    nodes = self.cache.node_count(),
+                    queued = self.queue.len(),
+                    "caches synced; scheduling"
+                );
                 if let Some(health) = &self.observe.health {
                     health.set_ready(true, "caches synced; scheduling");
                 }

@@ -21,17 +21,31 @@ pub async fn install_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = dlite::api::crd();
     let name = crd.metadata.name.clone().unwrap();
-    crds.patch(&name, &PatchParams::apply("dlite-tests").force(), &Patch::Apply(&crd)).await.expect("applying the CRD");
-    wait_for("the CRD to be Established", Duration::from_secs(30), || async {
-        let c = crds.get(&name).await.map_err(|e| e.to_string())?;
-        let ok = c
-            .status
-            .and_then(|s| s.conditions)
-            .into_iter()
-            .flatten()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if ok { Ok(()) } else { Err("not Established".into()) }
-    })
+    crds.patch(
+        &name,
+        &PatchParams::apply("dlite-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("applying the CRD");
+    wait_for(
+        "the CRD to be Established",
+        Duration::from_secs(30),
+        || async {
+            let c = crds.get(&name).await.map_err(|e| e.to_string())?;
+            let ok = c
+                .status
+                .and_then(|s| s.conditions)
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if ok {
+                Ok(())
+            } else {
+                Err("not Established".into())
+            }
+        },
+    )
     .await;
 }
 
@@ -49,12 +63,20 @@ pub fn start_controller_with(ns: &TestNamespace, tag: &str, extra: &[&str]) -> P
         }
     }
     args.extend_from_slice(extra);
-    Process::start(env!("CARGO_BIN_EXE_dlite-controller"), &format!("{}-controller{tag}", ns.name), &args)
+    Process::start(
+        env!("CARGO_BIN_EXE_dlite-controller"),
+        &format!("{}-controller{tag}", ns.name),
+        &args,
+    )
 }
 
 /// A free port on the loopback interface.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A DeploymentLite manifest with one container; `spec` is merged on top.
@@ -96,7 +118,9 @@ pub async fn set_image(api: &Api<DeploymentLite>, name: &str, image: &str) {
     let mut containers = dl.spec.template.spec.clone().unwrap().containers;
     containers[0].image = Some(image.into());
     let patch = json!({"spec": {"template": {"spec": {"containers": containers}}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("changing the image");
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("changing the image");
 }
 
 pub fn condition(dl: &DeploymentLite, type_: &str) -> Option<(String, String)> {
@@ -110,18 +134,31 @@ pub fn condition(dl: &DeploymentLite, type_: &str) -> Option<(String, String)> {
 
 /// Waits until the rollout of the current generation is complete, as
 /// `kubectl rollout status` judges it.
-pub async fn wait_complete(api: &Api<DeploymentLite>, name: &str, timeout: Duration) -> DeploymentLite {
-    wait_for(&format!("DeploymentLite {name} to finish its rollout"), timeout, || async {
-        let dl = api.get(name).await.map_err(|e| e.to_string())?;
-        let st = dl.status.clone().unwrap_or_default();
-        let r = dl.spec.replicas;
-        let done = st.observed_generation >= dl.metadata.generation
-            && st.updated_replicas == r
-            && st.replicas == r
-            && st.available_replicas == r
-            && condition(&dl, "Progressing").is_some_and(|(_, reason)| reason == "NewReplicaSetAvailable");
-        if done { Ok(dl) } else { Err(format!("status {st:?}")) }
-    })
+pub async fn wait_complete(
+    api: &Api<DeploymentLite>,
+    name: &str,
+    timeout: Duration,
+) -> DeploymentLite {
+    wait_for(
+        &format!("DeploymentLite {name} to finish its rollout"),
+        timeout,
+        || async {
+            let dl = api.get(name).await.map_err(|e| e.to_string())?;
+            let st = dl.status.clone().unwrap_or_default();
+            let r = dl.spec.replicas;
+            let done = st.observed_generation >= dl.metadata.generation
+                && st.updated_replicas == r
+                && st.replicas == r
+                && st.available_replicas == r
+                && condition(&dl, "Progressing")
+                    .is_some_and(|(_, reason)| reason == "NewReplicaSetAvailable");
+            if done {
+                Ok(dl)
+            } else {
+                Err(format!("status {st:?}"))
+            }
+        },
+    )
     .await
 }
 
@@ -134,7 +171,11 @@ pub async fn replica_sets(ns: &TestNamespace, dl: &str) -> Vec<ReplicaSet> {
         .unwrap()
         .items
         .into_iter()
-        .filter(|rs| rs.owner_references().iter().any(|o| o.controller == Some(true) && o.name == dl))
+        .filter(|rs| {
+            rs.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && o.name == dl)
+        })
         .collect();
     list.sort_by_key(|rs| rs.metadata.creation_timestamp.clone());
     list
@@ -181,24 +222,34 @@ impl Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let task = tokio::spawn(async move {
-            let mut s = Samples { min_ready: usize::MAX, ..Default::default() };
+            let mut s = Samples {
+                min_ready: usize::MAX,
+                ..Default::default()
+            };
             while !stop2.load(Ordering::Relaxed) {
                 let lp = ListParams::default().labels(&selector);
                 if let (Ok(pl), Ok(rl)) = (pods.list(&lp).await, rses.list(&lp).await) {
-                    let live: Vec<&Pod> = pl.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+                    let live: Vec<&Pod> = pl
+                        .items
+                        .iter()
+                        .filter(|p| p.metadata.deletion_timestamp.is_none())
+                        .collect();
                     let ready = live.iter().filter(|p| is_pod_ready(p)).count();
                     let rs_total: i32 = rl.items.iter().map(rs_replicas).sum();
                     s.count += 1;
                     s.max_pods = s.max_pods.max(live.len());
                     s.min_ready = s.min_ready.min(ready);
                     if live.len() > max_total {
-                        s.violations.push(format!("{} live pods > {max_total}", live.len()));
+                        s.violations
+                            .push(format!("{} live pods > {max_total}", live.len()));
                     }
                     if ready < min_ready {
-                        s.violations.push(format!("{ready} ready pods < {min_ready}"));
+                        s.violations
+                            .push(format!("{ready} ready pods < {min_ready}"));
                     }
                     if rs_total as usize > max_total {
-                        s.violations.push(format!("ReplicaSet sizes sum to {rs_total} > {max_total}"));
+                        s.violations
+                            .push(format!("ReplicaSet sizes sum to {rs_total} > {max_total}"));
                     }
                     // Pods of different templates present at the same time.
                     let hashes: std::collections::BTreeSet<String> = pl
@@ -227,12 +278,18 @@ impl Sampler {
 /// the one on PATH (a kind setup).
 pub fn kubectl_bin() -> String {
     std::env::var("KUBECTL").unwrap_or_else(|_| {
-        let out = std::process::Command::new(super::repo_root().join("hack/testenv")).arg("bin-dir").output();
+        let out = std::process::Command::new(super::repo_root().join("hack/testenv"))
+            .arg("bin-dir")
+            .output();
         match out {
             Ok(o) if o.status.success() => {
                 let dir = String::from_utf8_lossy(&o.stdout).trim().to_string();
                 let p = std::path::Path::new(&dir).join("kubectl");
-                if p.exists() { p.display().to_string() } else { "kubectl".into() }
+                if p.exists() {
+                    p.display().to_string()
+                } else {
+                    "kubectl".into()
+                }
             }
             _ => "kubectl".into(),
         }

@@ -40,7 +40,11 @@ pub fn kubeconfig_path() -> PathBuf {
                 .stderr(Stdio::inherit())
                 .output()
                 .expect("running hack/testenv up");
-            assert!(out.status.success(), "hack/testenv up failed (exit {:?}); see its output above", out.status.code());
+            assert!(
+                out.status.success(),
+                "hack/testenv up failed (exit {:?}); see its output above",
+                out.status.code()
+            );
             let stdout = String::from_utf8_lossy(&out.stdout);
             let path = stdout
                 .lines()
@@ -53,8 +57,11 @@ pub fn kubeconfig_path() -> PathBuf {
 
 pub async fn config() -> Config {
     let path = kubeconfig_path();
-    let kc = Kubeconfig::read_from(&path).unwrap_or_else(|e| panic!("reading kubeconfig {}: {e}", path.display()));
-    Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("kubeconfig is usable")
+    let kc = Kubeconfig::read_from(&path)
+        .unwrap_or_else(|e| panic!("reading kubeconfig {}: {e}", path.display()));
+    Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig is usable")
 }
 
 pub async fn client() -> Client {
@@ -105,13 +112,23 @@ impl TestNamespace {
             "metadata": {"name": name, "labels": {"dlite.dev/test": "true"}}
         }))
         .unwrap();
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("creating test namespace");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("creating test namespace");
         // Pods cannot be created until the service-account controller has
         // made the namespace's default ServiceAccount.
         let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
-        wait_for("the default ServiceAccount", Duration::from_secs(30), || async {
-            sas.get_opt("default").await.map_err(|e| e.to_string())?.ok_or_else(|| "not yet".to_string())
-        })
+        wait_for(
+            "the default ServiceAccount",
+            Duration::from_secs(30),
+            || async {
+                sas.get_opt("default")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| "not yet".to_string())
+            },
+        )
         .await;
         TestNamespace { name, client }
     }
@@ -127,7 +144,9 @@ impl TestNamespace {
     }
 
     pub async fn cleanup(self) {
-        let _ = Api::<Namespace>::all(self.client.clone()).delete(&self.name, &DeleteParams::background()).await;
+        let _ = Api::<Namespace>::all(self.client.clone())
+            .delete(&self.name, &DeleteParams::background())
+            .await;
     }
 }
 
@@ -151,11 +170,18 @@ impl Process {
         let dir = repo_root().join("target/test-logs");
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join(format!("{name}.log"));
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(bin)
             .args(args)
             .env("KUBECONFIG", kubeconfig_path())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,dlite=debug".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,dlite=debug".into()),
+            )
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()

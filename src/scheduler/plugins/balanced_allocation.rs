@@ -78,7 +78,11 @@ impl PreScorePlugin for BalancedAllocation {
 
 impl ScorePlugin for BalancedAllocation {
     fn score(&self, state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> i64 {
-        let request = state.read_or_compute(PRE_SCORE_STATE_KEY, |s: &PreScoreState| &s.request, || pod_requests(pod, false));
+        let request = state.read_or_compute(
+            PRE_SCORE_STATE_KEY,
+            |s: &PreScoreState| &s.request,
+            || pod_requests(pod, false),
+        );
         let requested = RESOURCES.map(|r| node_info.requested.get(r) + request.get(r));
         let allocatable = RESOURCES.map(|r| node_info.allocatable.get(r));
         balanced_score(&requested, &allocatable)

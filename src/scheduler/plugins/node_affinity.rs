@@ -244,7 +244,11 @@ impl PreFilterPlugin for NodeAffinity {
 
 impl FilterPlugin for NodeAffinity {
     fn filter(&self, state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> Status {
-        let required = state.read_or_compute(PRE_FILTER_STATE_KEY, |r: &RequiredNodeAffinity| r, || RequiredNodeAffinity::from_pod(pod));
+        let required = state.read_or_compute(
+            PRE_FILTER_STATE_KEY,
+            |r: &RequiredNodeAffinity| r,
+            || RequiredNodeAffinity::from_pod(pod),
+        );
         if required.matches(&node_info.node) {
             Status::success()
         } else {
@@ -274,7 +278,11 @@ impl ScorePlugin for NodeAffinity {
     /// Raw score: the sum of the weights of the preferred terms the node
     /// matches.
     fn score(&self, state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> i64 {
-        let preferred = state.read_or_compute(PRE_SCORE_STATE_KEY, |s: &PreScoreState| &s.preferred, || preferred_terms(pod));
+        let preferred = state.read_or_compute(
+            PRE_SCORE_STATE_KEY,
+            |s: &PreScoreState| &s.preferred,
+            || preferred_terms(pod),
+        );
         preferred
             .iter()
             .filter(|(_, term)| term.matches(&node_info.node))

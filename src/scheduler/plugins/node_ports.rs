@@ -38,7 +38,11 @@ impl PreFilterPlugin for NodePorts {
 
 impl FilterPlugin for NodePorts {
     fn filter(&self, state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> Status {
-        let wanted = state.read_or_compute(PRE_FILTER_STATE_KEY, |s: &PreFilterState| &s.wanted, || pod_host_ports(pod));
+        let wanted = state.read_or_compute(
+            PRE_FILTER_STATE_KEY,
+            |s: &PreFilterState| &s.wanted,
+            || pod_host_ports(pod),
+        );
         if wanted
             .iter()
             .any(|p| node_info.used_ports.conflicts_with(p))

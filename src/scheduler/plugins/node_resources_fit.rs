@@ -159,7 +159,11 @@ impl PreFilterPlugin for NodeResourcesFit {
 
 impl FilterPlugin for NodeResourcesFit {
     fn filter(&self, state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> Status {
-        let request = state.read_or_compute(PRE_FILTER_STATE_KEY, |s: &PreFilterState| &s.request, || pod_requests(pod, false));
+        let request = state.read_or_compute(
+            PRE_FILTER_STATE_KEY,
+            |s: &PreFilterState| &s.request,
+            || pod_requests(pod, false),
+        );
         let short = fits_request(&request, node_info);
         if short.is_empty() {
             return Status::success();
@@ -196,7 +200,11 @@ impl ScorePlugin for NodeResourcesFit {
     /// score, counting the node's pods and this pod with the non-zero
     /// defaults. Resources the node does not have are left out.
     fn score(&self, state: &CycleState, pod: &Pod, node_info: &NodeInfo) -> i64 {
-        let request = state.read_or_compute(PRE_SCORE_STATE_KEY, |s: &PreScoreState| &s.request, || pod_requests(pod, true));
+        let request = state.read_or_compute(
+            PRE_SCORE_STATE_KEY,
+            |s: &PreScoreState| &s.request,
+            || pod_requests(pod, true),
+        );
         let (mut node_score, mut weight_sum) = (0, 0);
         for spec in &self.strategy.resources {
             let pod_request = request.get(&spec.name);
