@@ -1,0 +1,201 @@
+//! Rollback (upstream rollback.go): `spec.rollbackTo` puts an earlier
+//! revision's template back; and the opt-in automatic rollback of a
+//! revision that exceeded its progress deadline.
+
+use super::*;
+
+impl<'a> Sync<'a> {
+    /// Section 5: a rollback request. The request is cleared in every case.
+    pub(super) fn rollback(&mut self, revision: i64) {
+        let kind = "DeploymentLite";
+        let name = self.dl.name_any();
+        let mut target = revision;
+        if target == 0 {
+            target = last_revision(self.all().map(|r| r.state.revision));
+            if target == 0 {
+                self.event(
+                    EventType::Warning,
+                    reason::ROLLBACK_NOT_FOUND,
+                    "Unable to find last revision.".into(),
+                );
+                self.actions.push(Action::Rollback {
+                    template: None,
+                    annotations: BTreeMap::new(),
+                });
+                return;
+            }
+        }
+        let found = self.all().find(|r| r.state.revision == target).cloned();
+        // Fix: the target is the current template when it is the new
+        // ReplicaSet (found as section 1 says, ignoring defaulted fields).
+        // The exact comparison below alone never matched a real
+        // ReplicaSet's defaulted template against the user's, so a rollback
+        // to the current revision "succeeded" by copying the defaulted
+        // template into the spec instead of being refused as unchanged.
+        let is_current = found.as_ref().is_some_and(|r| {
+            self.new_rs
+                .as_ref()
+                .is_some_and(|n| n.state.name == r.state.name)
+        });
+        match found.and_then(|r| r.template().map(|t| (t, r.annotations.clone()))) {
+            None => {
+                self.event(
+                    EventType::Warning,
+                    reason::ROLLBACK_NOT_FOUND,
+                    "Unable to find the revision to rollback to.".into(),
+                );
+                self.actions.push(Action::Rollback {
+                    template: None,
+                    annotations: BTreeMap::new(),
+                });
+            }
+            Some((template, rs_annotations)) => {
+                if is_current
+                    || (templates_match(template, &self.dl.spec.template)
+                        && templates_match(&self.dl.spec.template, template))
+                {
+                    self.event(
+                        EventType::Warning,
+                        reason::ROLLBACK_UNCHANGED,
+                        format!("The rollback revision contains the same template as current deployment \"{name}\""),
+                    );
+                    self.actions.push(Action::Rollback {
+                        template: None,
+                        annotations: BTreeMap::new(),
+                    });
+                    return;
+                }
+                self.actions
+                    .push(rollback_to_revision(template, rs_annotations));
+                self.event(
+                    EventType::Normal,
+                    reason::ROLLBACK_DONE,
+                    format!("Rolled back {kind} {name} to revision {target}"),
+                );
+            }
+        }
+    }
+
+    /// Remembers on the new ReplicaSet that its rollout once completed, so
+    /// automatic rollback knows which revisions were good.
+    pub(super) fn mark_completed_revision(&mut self) {
+        // Judge by the status just computed, not only by the condition: a
+        // rollback re-activating an old ReplicaSet inherits a stale
+        // NewReplicaSetAvailable from the previous rollout.
+        let st = &self.status;
+        let complete = get_condition(&st.conditions, reason::PROGRESSING)
+            .is_some_and(|c| c.reason.as_deref() == Some(reason::NEW_RS_AVAILABLE))
+            && rollout::progress::is_complete(
+                self.replicas,
+                st.updated_replicas,
+                st.replicas,
+                st.available_replicas,
+                true,
+            );
+        let Some(new_rs) = &self.new_rs else { return };
+        if !complete
+            || new_rs.obj.is_none()
+            || new_rs.annotations.contains_key(COMPLETED_ANNOTATION)
+        {
+            return;
+        }
+        let mut annotations = new_rs.annotations.clone();
+        annotations.insert(COMPLETED_ANNOTATION.into(), to_rfc3339(self.now));
+        self.actions.push(Action::UpdateReplicaSet {
+            name: new_rs.state.name.clone(),
+            resource_version: new_rs.resource_version.clone(),
+            from: new_rs.state.spec_replicas,
+            replicas: new_rs.state.spec_replicas,
+            annotations: annotations.clone(),
+            min_ready_seconds: new_rs.min_ready_seconds,
+        });
+        self.new_rs.as_mut().expect("new RS exists").annotations = annotations;
+    }
+
+    /// Beyond apps/v1 (opt-in `spec.autoRollback`): a rollout that exceeded
+    /// its progress deadline is rolled back to the newest revision whose
+    /// rollout once completed. The failed revision stays in history.
+    pub(super) fn auto_rollback(&mut self) {
+        if !self.dl.spec.auto_rollback {
+            return;
+        }
+        let Some(c) = get_condition(&self.status.conditions, reason::PROGRESSING) else {
+            return;
+        };
+        if c.reason.as_deref() != Some(reason::TIMED_OUT) {
+            return;
+        }
+        let just_timed_out = get_condition(
+            &self.dl.status.clone().unwrap_or_default().conditions,
+            reason::PROGRESSING,
+        )
+        .is_none_or(|old| old.reason.as_deref() != Some(reason::TIMED_OUT));
+        let failed_revision = self.new_rs.as_ref().map(|r| r.state.revision).unwrap_or(0);
+        let deadline = self.dl.spec.progress_deadline_seconds.unwrap_or(0);
+        let target = self
+            .old_rses
+            .iter()
+            .filter(|r| r.annotations.contains_key(COMPLETED_ANNOTATION))
+            .max_by_key(|r| r.state.revision)
+            .and_then(|r| {
+                r.template()
+                    .map(|t| (r.state.revision, t, r.annotations.clone()))
+            });
+        match target {
+            Some((revision, template, rs_annotations)) if !templates_match(&self.dl.spec.template, template) => {
+                self.actions.push(rollback_to_revision(template, rs_annotations));
+                self.event(
+                    EventType::Warning,
+                    reason::AUTO_ROLLBACK,
+                    format!(
+                        "Revision {failed_revision} exceeded its progress deadline of {deadline}s; rolled back to revision {revision}, the newest revision that completed"
+                    ),
+                );
+            }
+            Some(_) => {}
+            None if just_timed_out => self.event(
+                EventType::Warning,
+                reason::AUTO_ROLLBACK,
+                format!(
+                    "Revision {failed_revision} exceeded its progress deadline of {deadline}s, but no earlier revision ever completed: nothing to roll back to"
+                ),
+            ),
+            None => {}
+        }
+    }
+}
+
+/// The rollback that puts a revision's template (without its hash label)
+/// back into the spec. The change cause travels with the revision, as
+/// kubectl's rollback copies the ReplicaSet's annotations back.
+pub(super) fn rollback_to_revision(
+    template: &PodTemplateSpec,
+    rs_annotations: BTreeMap<String, String>,
+) -> Action {
+    let mut t = template.clone();
+    if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(POD_TEMPLATE_HASH_LABEL);
+    }
+    let annotations = rs_annotations
+        .into_iter()
+        .filter(|(k, _)| k == CHANGE_CAUSE_ANNOTATION)
+        .collect();
+    Action::Rollback {
+        template: Some(Box::new(t)),
+        annotations,
+    }
+}
+
+/// The revision before the newest one (0 if there is none).
+pub(super) fn last_revision(revisions: impl Iterator<Item = i64>) -> i64 {
+    let (mut max, mut second) = (0, 0);
+    for v in revisions {
+        if v >= max {
+            second = max;
+            max = v;
+        } else if v > second {
+            second = v;
+        }
+    }
+    second
+}

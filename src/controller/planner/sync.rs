@@ -1,0 +1,266 @@
+//! Steps every sync shares (upstream sync.go): the new ReplicaSet found
+//! or created with its revision, the paused condition, scaling events and
+//! proportional scaling, and history cleanup.
+
+use super::*;
+
+impl<'a> Sync<'a> {
+    /// Section 5: the new ReplicaSet's revision is max(old)+1 (only ever
+    /// raised); its annotations, minReadySeconds and the object's own
+    /// revision annotation follow. With `create`, a missing new ReplicaSet
+    /// is created at its computed size.
+    pub(super) fn sync_revision_and_new_rs(&mut self, create: bool) {
+        let new_revision = self.max_old_revision() + 1;
+        let change_cause = self.dl.annotations().get(CHANGE_CAUSE_ANNOTATION).cloned();
+        if let Some(new_rs) = &self.new_rs {
+            let mut annotations = new_rs.annotations.clone();
+            let old_revision = new_rs.state.revision;
+            let mut revision = old_revision;
+            if old_revision < new_revision {
+                revision = new_revision;
+                annotations.insert(REVISION_ANNOTATION.into(), new_revision.to_string());
+                if old_revision > 0 {
+                    let history = match annotations.get(REVISION_HISTORY_ANNOTATION) {
+                        Some(h) if !h.is_empty() => format!("{h},{old_revision}"),
+                        _ => old_revision.to_string(),
+                    };
+                    annotations.insert(REVISION_HISTORY_ANNOTATION.into(), trim_history(&history));
+                }
+            }
+            if let Some(cause) = &change_cause {
+                annotations.insert(CHANGE_CAUSE_ANNOTATION.into(), cause.clone());
+            }
+            // desired/max annotations are only written together with a size
+            // decision (scale_rs), except on a fresh revision bump.
+            let min_ready = self.dl.spec.min_ready_seconds;
+            if annotations != new_rs.annotations || new_rs.min_ready_seconds != min_ready {
+                let (name, rv, size) = (
+                    new_rs.state.name.clone(),
+                    new_rs.resource_version.clone(),
+                    new_rs.state.spec_replicas,
+                );
+                self.actions.push(Action::UpdateReplicaSet {
+                    name,
+                    resource_version: rv,
+                    from: size,
+                    replicas: size,
+                    annotations: annotations.clone(),
+                    min_ready_seconds: min_ready,
+                });
+                let n = self.new_rs.as_mut().expect("new RS exists");
+                n.annotations = annotations;
+                n.min_ready_seconds = min_ready;
+                n.state.revision = revision;
+            }
+            let name = self
+                .new_rs
+                .as_ref()
+                .map(|n| n.state.name.clone())
+                .unwrap_or_default();
+            if self.has_progress_deadline()
+                && get_condition(&self.status.conditions, reason::PROGRESSING).is_none()
+            {
+                let c = new_condition(
+                    reason::PROGRESSING,
+                    "True",
+                    reason::FOUND_NEW_RS,
+                    format!("Found new replica set \"{name}\""),
+                    self.now,
+                );
+                self.set_condition(c);
+            }
+            self.annotate_deployment(revision);
+            return;
+        }
+        if !create {
+            return;
+        }
+        self.create_new_rs(new_revision, change_cause);
+    }
+
+    /// Mirrors the current revision on the object, as upstream does.
+    pub(super) fn annotate_deployment(&mut self, revision: i64) {
+        let mut want = BTreeMap::new();
+        let have = self.dl.annotations();
+        if have.get(REVISION_ANNOTATION) != Some(&revision.to_string()) {
+            want.insert(REVISION_ANNOTATION.to_string(), revision.to_string());
+        }
+        if !want.is_empty() {
+            self.actions
+                .push(Action::AnnotateDeployment { annotations: want });
+        }
+    }
+
+    pub(super) fn create_new_rs(&mut self, revision: i64, change_cause: Option<String>) {
+        let dl = self.dl;
+        let collision_count = self.status.collision_count;
+        let hash = pod_template_hash(&dl.spec.template, collision_count);
+        let name = format!("{}-{}", dl.name_any(), hash);
+
+        let mut template = dl.spec.template.clone();
+        let meta = template.metadata.get_or_insert_with(Default::default);
+        meta.labels
+            .get_or_insert_with(Default::default)
+            .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
+        let labels = meta.labels.clone().unwrap_or_default();
+        let mut selector = dl.spec.selector.clone();
+        selector
+            .match_labels
+            .get_or_insert_with(Default::default)
+            .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
+
+        let size = match dl.spec.strategy.type_ {
+            StrategyType::Recreate => self.replicas,
+            StrategyType::RollingUpdate => {
+                let mut all = self.all_states();
+                let new_state = RsState {
+                    name: name.clone(),
+                    ..Default::default()
+                };
+                all.push(new_state.clone());
+                rollout::rolling::new_rs_new_replicas(
+                    self.replicas,
+                    self.bounds.max_surge,
+                    &all,
+                    &new_state,
+                )
+            }
+        };
+        let mut annotations: BTreeMap<String, String> =
+            self.replicas_annotations().into_iter().collect();
+        annotations.insert(REVISION_ANNOTATION.into(), revision.to_string());
+        if let Some(cause) = &change_cause {
+            annotations.insert(CHANGE_CAUSE_ANNOTATION.into(), cause.clone());
+        }
+        let rs = ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: dl.namespace(),
+                labels: Some(labels),
+                annotations: Some(annotations.clone()),
+                owner_references: Some(vec![controller_ref(dl)]),
+                ..Default::default()
+            },
+            spec: Some(ReplicaSetSpec {
+                replicas: Some(size),
+                min_ready_seconds: Some(dl.spec.min_ready_seconds),
+                selector,
+                template: Some(template),
+            }),
+            status: None,
+        };
+        self.actions.push(Action::CreateReplicaSet(Box::new(rs)));
+        self.new_rs = Some(Rs {
+            obj: None,
+            state: RsState {
+                name: name.clone(),
+                created: Some(self.now),
+                revision,
+                spec_replicas: size,
+                desired_replicas: Some(self.replicas),
+                max_replicas: Some(self.replicas + self.bounds.max_surge),
+                ..Default::default()
+            },
+            uid: String::new(),
+            resource_version: String::new(),
+            annotations,
+            min_ready_seconds: dl.spec.min_ready_seconds,
+        });
+        if self.has_progress_deadline() {
+            let c = new_condition(
+                reason::PROGRESSING,
+                "True",
+                reason::NEW_RS_CREATED,
+                format!("Created new replica set \"{name}\""),
+                self.now,
+            );
+            self.set_condition(c);
+        }
+        self.annotate_deployment(revision);
+    }
+
+    /// Section 6: Progressing=Unknown DeploymentPaused / DeploymentResumed.
+    pub(super) fn check_paused_conditions(&mut self) {
+        if !self.has_progress_deadline() {
+            return;
+        }
+        // Fix: as upstream's checkPausedConditions, a reported lack of
+        // progress is not overwritten by the paused condition.
+        if get_condition(&self.status.conditions, reason::PROGRESSING)
+            .is_some_and(|c| c.reason.as_deref() == Some(reason::TIMED_OUT))
+        {
+            return;
+        }
+        let paused_cond_exists = get_condition(&self.status.conditions, reason::PROGRESSING)
+            .is_some_and(|c| c.reason.as_deref() == Some(reason::PAUSED));
+        if self.dl.spec.paused && !paused_cond_exists {
+            let c = new_condition(
+                reason::PROGRESSING,
+                "Unknown",
+                reason::PAUSED,
+                "Deployment is paused".into(),
+                self.now,
+            );
+            self.set_condition(c);
+        } else if !self.dl.spec.paused && paused_cond_exists {
+            let c = new_condition(
+                reason::PROGRESSING,
+                "Unknown",
+                reason::RESUMED,
+                "Deployment is resumed".into(),
+                self.now,
+            );
+            self.set_condition(c);
+        }
+    }
+
+    /// An active ReplicaSet whose desired-replicas annotation differs from
+    /// spec.replicas means the object was scaled (section 2, step 7).
+    pub(super) fn is_scaling_event(&self) -> bool {
+        self.all()
+            .filter(|r| r.state.spec_replicas > 0)
+            .any(|r| r.state.desired_replicas.is_some_and(|d| d != self.replicas))
+    }
+
+    /// Section 8.
+    pub(super) fn proportional_scale(&mut self) {
+        let new_state = self.new_rs.as_ref().map(|r| r.state.clone());
+        let old_states: Vec<RsState> = self.old_rses.iter().map(|r| r.state.clone()).collect();
+        let writes = scaling::scale(
+            self.replicas,
+            self.bounds.max_surge,
+            self.dl.spec.strategy.type_ == StrategyType::RollingUpdate,
+            new_state.as_ref(),
+            &old_states,
+        );
+        for (name, size) in writes {
+            self.scale_by_name(&name, size);
+        }
+    }
+
+    /// Section 9.
+    pub(super) fn cleanup_history(&mut self) {
+        let old: Vec<RsState> = self.old_rses.iter().map(|r| r.state.clone()).collect();
+        for name in cleanup::history_to_delete(&old, self.dl.spec.revision_history_limit) {
+            if let Some(i) = self.old_rses.iter().position(|r| r.state.name == name) {
+                let rs = self.old_rses.remove(i);
+                self.actions.push(Action::DeleteReplicaSet {
+                    name: rs.state.name,
+                    uid: rs.uid,
+                    resource_version: rs.resource_version,
+                });
+            }
+        }
+    }
+}
+
+pub(super) fn trim_history(history: &str) -> String {
+    let mut h = history.to_string();
+    while h.len() > MAX_REVISION_HISTORY_LEN {
+        match h.find(',') {
+            Some(i) => h = h[i + 1..].to_string(),
+            None => break,
+        }
+    }
+    h
+}
