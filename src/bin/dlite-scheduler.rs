@@ -8,8 +8,8 @@ use clap::Parser;
 use dlite::runtime::args::RuntimeArgs;
 use dlite::runtime::{leader, server};
 use dlite::scheduler::config::{Flags, SchedulerConfig};
+use dlite::scheduler::eventhandlers::Observability;
 use dlite::scheduler::metrics::SchedulerMetrics;
-use dlite::scheduler::schedule_one::Observability;
 use futures::FutureExt;
 
 #[derive(Parser, Debug)]

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::runtime::events::{EventType, Recorder};
 
 use super::diagnosis::ANNOTATION;
-use super::snapshot::{pod_name, pod_namespace};
+use super::framework::types::{pod_name, pod_namespace};
 
 pub const REASON_SCHEDULED: &str = "Scheduled";
 pub const REASON_FAILED_SCHEDULING: &str = "FailedScheduling";

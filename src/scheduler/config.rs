@@ -533,9 +533,19 @@ mod tests {
             (c.qps, c.burst, c.parallelism, c.bind_concurrency),
             (200.0, 400, 2, 16)
         );
-        assert_eq!(c.profile.weight(names::IMAGE_LOCALITY), 0);
-        assert_eq!(c.profile.weight(names::TAINT_TOLERATION), 5);
-        assert_eq!(c.profile.weight(names::NODE_AFFINITY), 2, "defaults stay");
+        assert_eq!(
+            crate::scheduler::plugins::registry::weight(&c.profile, names::IMAGE_LOCALITY),
+            0
+        );
+        assert_eq!(
+            crate::scheduler::plugins::registry::weight(&c.profile, names::TAINT_TOLERATION),
+            5
+        );
+        assert_eq!(
+            crate::scheduler::plugins::registry::weight(&c.profile, names::NODE_AFFINITY),
+            2,
+            "defaults stay"
+        );
         assert_eq!(
             c.profile.scoring_strategy.type_,
             ScoringStrategyType::MostAllocated
@@ -568,7 +578,10 @@ mod tests {
         assert_eq!(c.scheduler_name(), "other", "flags win");
         assert_eq!(c.qps, 75.0);
         assert_eq!(c.burst, DEFAULT_BURST);
-        assert_eq!(c.profile.weight(names::IMAGE_LOCALITY), 4);
+        assert_eq!(
+            crate::scheduler::plugins::registry::weight(&c.profile, names::IMAGE_LOCALITY),
+            4
+        );
         assert_eq!(
             c.profile.scoring_strategy.type_,
             ScoringStrategyType::MostAllocated

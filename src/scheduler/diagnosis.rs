@@ -28,7 +28,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::framework::{Diagnosis, NodeDiagnosis};
+use super::schedule_one::{Diagnosis, NodeDiagnosis};
 
 /// The annotation's key.
 pub const ANNOTATION: &str = "dlite.dev/scheduling-diagnosis";

@@ -1,52 +1,48 @@
 //! dlite-scheduler: a filter -> score -> bind scheduler in the shape of
-//! kube-scheduler's default profile.
+//! kube-scheduler's default profile, laid out as upstream's
+//! pkg/scheduler is (docs/scheduler.md describes the cycle and the queue).
 //!
-//! The pure core is a set of functions over a [`Snapshot`] of nodes and
-//! pods, with no I/O, so the rules are unit-tested without a cluster (see
-//! `scenarios.rs` for the spec's scenario table):
+//! The pure core, with no I/O, so the rules are unit-tested without a
+//! cluster (`scenarios.rs` holds the scenario table):
 //!
-//! - [`quantity`], [`resource`] and [`labels`] read resource quantities,
-//!   pod requests and label selectors.
-//! - [`snapshot`] has [`NodeInfo`] (a node with its pods and precomputed
-//!   sums) and [`Snapshot`] (all nodes, plus `assume` for a pod being bound).
-//! - [`framework`] has the extension points, [`CycleState`], and the
-//!   cycle's steps [`find_nodes_that_fit`], [`prioritize_nodes`],
-//!   [`select_host`], [`fit_error_message`]; the `_with` variants fan the
-//!   nodes out over a [`parallelize::Parallelizer`].
-//! - [`plugins`] has one file per default plugin.
+//! - [`framework`]: the plugin interfaces, [`CycleState`], the
+//!   [`Framework`] that runs a profile's plugins, and the data they read
+//!   ([`NodeInfo`], [`Snapshot`]).
+//! - [`plugins`]: one module per default plugin, and the registry that
+//!   knows the default set and weights.
+//! - [`schedule_one`]: one cycle for one pod: [`find_nodes_that_fit`],
+//!   [`prioritize_nodes`], [`select_host`], [`fit_error_message`]; the
+//!   `_with` variants fan the nodes out over a
+//!   [`framework::parallelize::Parallelizer`].
+//! - [`util`]: resource quantities, pod requests, labels and selectors.
 //!
 //! Around it, still without I/O:
 //!
-//! - [`cache`]: the watches' nodes and assigned pods plus assumed pods, kept
-//!   as one snapshot updated in place.
-//! - [`queue`]: activeQ (PrioritySort), backoffQ, unschedulable and gated
-//!   pods; [`cluster_event`] decides which changes retry which pods.
+//! - [`backend`]: the cache (nodes, assigned and assumed pods, kept as one
+//!   snapshot updated in place), the scheduling queue, and which cluster
+//!   events retry which pods.
 //! - [`diagnosis`]: the `dlite.dev/scheduling-diagnosis` annotation (also
 //!   read by `kubectl dlite why-pending`).
 //! - [`config`]: flags and the YAML file, validated.
 //! - [`rate_limit`]: the client-side QPS/burst token bucket.
 //!
 //! And the I/O, kept thin: [`binder`] (bindings, failure records, events),
-//! [`schedule_one`] (the loop that owns cache and queue), [`run`]
-//! (clients, watches, shutdown) and [`metrics`].
+//! [`eventhandlers`] (the loop that owns cache and queue, applies watch
+//! events between cycles and runs one cycle at a time), [`run`] (clients,
+//! watches, shutdown) and [`metrics`].
 
+pub mod backend;
 pub mod binder;
-pub mod cache;
-pub mod cluster_event;
 pub mod config;
 pub mod diagnosis;
+pub mod eventhandlers;
 pub mod framework;
-pub mod labels;
 pub mod metrics;
-pub mod parallelize;
 pub mod plugins;
-pub mod quantity;
-pub mod queue;
 pub mod rate_limit;
-pub mod resource;
 pub mod run;
 pub mod schedule_one;
-pub mod snapshot;
+pub mod util;
 
 #[cfg(test)]
 mod scenarios;
@@ -54,11 +50,14 @@ mod scenarios;
 pub(crate) mod testing;
 
 pub use framework::{
-    Code, CycleState, Diagnosis, FilterOutcome, FitError, Framework, NodeDiagnosis,
-    NodePluginScores, Profile, ScheduleResult, ScoringStrategy, ScoringStrategyType, Status,
-    filter_node, find_nodes_that_fit, find_nodes_that_fit_with, fit_error_message,
-    prioritize_nodes, prioritize_nodes_with, schedule_pod, schedule_pod_with, select_host,
+    Code, CycleState, Framework, NodeInfo, PodInfo, Profile, ScoringStrategy, ScoringStrategyType,
+    Snapshot, SnapshotError, Status, filter_node,
 };
+pub use plugins::default_framework;
 pub use plugins::priority_sort;
 pub use plugins::scheduling_gates::is_gated;
-pub use snapshot::{NodeInfo, PodInfo, Snapshot, SnapshotError};
+pub use schedule_one::{
+    Diagnosis, FilterOutcome, FitError, NodeDiagnosis, NodePluginScores, ScheduleResult,
+    find_nodes_that_fit, find_nodes_that_fit_with, fit_error_message, prioritize_nodes,
+    prioritize_nodes_with, schedule_pod, schedule_pod_with, select_host,
+};

@@ -13,13 +13,13 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use thiserror::Error;
 
+use super::backend::queue::QueueConfig;
 use super::binder::EventSink;
 use super::config::SchedulerConfig;
-use super::framework::Framework;
-use super::parallelize::Parallelizer;
-use super::queue::QueueConfig;
+use super::eventhandlers::{Io, LoopConfig, Msg, Observability, Scheduler};
+use super::framework::parallelize::Parallelizer;
+use super::plugins::default_framework;
 use super::rate_limit::RateLimitLayer;
-use super::schedule_one::{Io, LoopConfig, Msg, Observability, Scheduler};
 
 /// Event workers; each publishes one event at a time (see [`EventSink`]).
 const EVENT_SHARDS: usize = 16;
@@ -121,7 +121,7 @@ pub async fn run(
         })));
     }
 
-    let framework = Framework::new(config.profile.clone());
+    let framework = default_framework(config.profile.clone());
     tracing::info!(
         scheduler_name = %scheduler_name,
         qps = config.qps,

@@ -4,14 +4,12 @@
 
 use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod};
 
-use super::framework::{
-    Code, Framework, Profile, Status, filter_node, find_nodes_that_fit, prioritize_nodes,
-    run_pre_filter_plugins, schedule_pod, select_host,
-};
+use super::framework::types::Snapshot;
+use super::framework::{Code, Profile, Status, filter_node, run_pre_filter_plugins};
 use super::plugins::image_locality::{ImageLocality, calculate_priority};
-use super::plugins::names;
 use super::plugins::taint_toleration::TaintToleration;
-use super::snapshot::Snapshot;
+use super::plugins::{default_framework, names};
+use super::schedule_one::{find_nodes_that_fit, prioritize_nodes, schedule_pod, select_host};
 use super::testing::{NodeBuilder, affinity_term, node, pod, spread, term, toleration};
 use crate::scheduler::framework::{CycleState, NodeScore, PreScorePlugin, ScorePlugin};
 
@@ -22,7 +20,7 @@ fn roomy(name: &str) -> NodeBuilder {
 
 /// Every node's verdict from the default framework's filters.
 fn filter_each(p: &Pod, nodes: &[Node], pods: &[Pod]) -> Vec<Status> {
-    let fw = Framework::new(Profile::default());
+    let fw = default_framework(Profile::default());
     let snapshot = Snapshot::new(nodes, pods);
     let (state, pre) = run_pre_filter_plugins(&fw, p, &snapshot);
     assert!(pre.is_success(), "{pre:?}");
@@ -143,7 +141,7 @@ fn row_06_prefer_no_schedule_scores() {
     );
 
     // Through the framework the plugin's share is weighted by 3.
-    let fw = Framework::new(Profile::default());
+    let fw = default_framework(Profile::default());
     let mut outcome = find_nodes_that_fit(&fw, &p, &snapshot, 0);
     let totals = prioritize_nodes(
         &fw,
@@ -399,7 +397,7 @@ fn row_19_least_allocated_and_balanced_allocation() {
     let p = pod("p")
         .container(&[("cpu", "3000m"), ("memory", "5000")])
         .build();
-    let fw = Framework::new(Profile::default());
+    let fw = default_framework(Profile::default());
     let mut outcome = find_nodes_that_fit(&fw, &p, &snapshot, 0);
     assert_eq!(outcome.feasible_nodes, [0, 1]);
     let scores = prioritize_nodes(
@@ -480,7 +478,8 @@ fn row_21_fit_error_message() {
     ];
     let snapshot = Snapshot::new(&nodes, &[]);
     let p = pod("p").container(&[("cpu", "2")]).build();
-    let err = schedule_pod(&Framework::new(Profile::default()), &p, &snapshot, 0, 0).unwrap_err();
+    let err =
+        schedule_pod(&default_framework(Profile::default()), &p, &snapshot, 0, 0).unwrap_err();
     assert_eq!(
         err.to_string(),
         "0/3 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {k: v}, 1 node(s) were unschedulable."

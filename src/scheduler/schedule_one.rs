@@ -1,601 +1,869 @@
-//! The scheduling loop: one thread that owns the cache and the queue,
-//! applies watch events between cycles, and runs one cycle at a time
-//! (pop, filter, score, assume), handing bindings and failure records to
-//! async tasks.
+//! One scheduling cycle for one pod (upstream schedule_one.go): find the
+//! nodes that fit, prioritise them, select the host, and explain a failure.
 //!
-//! Owning the state on one thread means a cycle reads the snapshot without
-//! locks or copies, and no event can change it mid-cycle; the cycle itself
-//! fans nodes out over the [`Parallelizer`]. Everything the loop hears
-//! arrives as a [`Msg`] on one channel, in the order it happened.
+//! [`filter_node`] and the Score plugins only read shared state, so the
+//! `_with` variants fan nodes out over a [`Parallelizer`] and give the same
+//! answer as the sequential functions.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use kube::Client;
-use kube::core::PartialObjectMeta;
-use kube::runtime::watcher::Event;
+use k8s_openapi::api::core::v1::Pod;
+use serde::{Deserialize, Serialize};
 
-use crate::runtime::events::EventType;
-
-use super::binder::{
-    self, BindOutcome, EventRecord, EventSink, FailureRecord, REASON_FAILED_SCHEDULING,
-    REASON_SCHEDULED, pod_reference,
+use super::framework::parallelize::Parallelizer;
+use super::framework::types::Snapshot;
+use super::framework::{
+    Code, CycleState, Framework, MAX_NODE_SCORE, MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND,
+    MIN_FEASIBLE_NODES_TO_FIND, NO_NODES_AVAILABLE_MSG, NodeScore, ScorePlugin, Status,
+    filter_node, run_pre_filter_plugins,
 };
-use super::cache::SchedulerCache;
-use super::cluster_event::ClusterEvent;
-use super::diagnosis::SchedulingDiagnosis;
-use super::framework::{FitError, Framework, schedule_pod_with};
-use super::metrics::{RESULT_ERROR, RESULT_SCHEDULED, RESULT_UNSCHEDULABLE, SchedulerMetrics};
-use super::parallelize::Parallelizer;
-use super::queue::{PodKey, QueueConfig, SchedulingQueue, pod_key};
-use super::snapshot::{assigned_node, is_terminal, node_name};
 
-/// How soon a pod whose last failure is still being written is tried again.
-const FAILURE_WRITE_RETRY: Duration = Duration::from_millis(100);
-/// Longest wait for a message when nothing is due, so the loop logs its
-/// state now and then.
-const IDLE_TICK: Duration = Duration::from_secs(10);
-/// How often the queue gauges are refreshed (counting walks every pod).
-const QUEUE_METRICS_PERIOD: Duration = Duration::from_secs(1);
-/// How long shutdown waits for bindings already sent.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// Everything the loop hears about.
-pub enum Msg {
-    // Boxed: watch events are large and the channel holds many.
-    Pod(Box<Event<Pod>>),
-    Node(Box<Event<Node>>),
-    Namespace(Box<Event<PartialObjectMeta<Namespace>>>),
-    BindDone {
-        key: PodKey,
-        uid: Option<String>,
-        outcome: BindOutcome,
-    },
-    FailureRecorded {
-        key: PodKey,
-    },
-    Shutdown,
+/// Why one node was rejected: the first failing filter plugin and its
+/// reasons. Small enough to list per node in an annotation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDiagnosis {
+    pub node: String,
+    pub plugin: String,
+    pub reasons: Vec<String>,
+    /// Set when preemption on this node could not help.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unresolvable: bool,
 }
 
-/// What the loop needs to start I/O.
-pub struct Io {
-    pub runtime: tokio::runtime::Handle,
-    pub client: Client,
-    pub events: EventSink,
-    pub tx: Sender<Msg>,
+/// Everything learnt about a pod that did not fit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Diagnosis {
+    /// One entry per rejected node, in the order they were examined.
+    pub nodes: Vec<NodeDiagnosis>,
+    /// Plugins that rejected at least one node: the cluster events that
+    /// could make the pod fit are the ones these plugins care about.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub unschedulable_plugins: BTreeSet<String>,
+    /// Set when a PreFilter plugin rejected the pod for all nodes at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_filter_msg: Option<String>,
+    /// Appended after the filter reasons (later: the preemption outcome).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_filter_msg: Option<String>,
 }
 
-/// What the loop reports to: metrics, and readiness once its caches are
-/// synced.
-#[derive(Clone)]
-pub struct Observability {
-    pub metrics: SchedulerMetrics,
-    pub health: Option<std::sync::Arc<crate::runtime::server::Health>>,
-}
-
-/// Loop settings.
-pub struct LoopConfig {
-    pub scheduler_name: String,
-    pub bind_concurrency: usize,
-    pub queue: QueueConfig,
-}
-
-/// A splitmix64 stream: ties between equally good nodes are broken
-/// uniformly without pulling in a random number crate.
-struct TieBreaker(u64);
-
-impl TieBreaker {
-    fn new() -> TieBreaker {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-            ^ u64::from(std::process::id()).rotate_left(32);
-        TieBreaker(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+impl Diagnosis {
+    fn record(&mut self, node: &str, status: &Status) {
+        let plugin = status.plugin().unwrap_or_default();
+        self.unschedulable_plugins.insert(plugin.to_string());
+        self.nodes.push(NodeDiagnosis {
+            node: node.to_string(),
+            plugin: plugin.to_string(),
+            reasons: status.reasons().to_vec(),
+            unresolvable: status.code() == Code::UnschedulableAndUnresolvable,
+        });
     }
 }
 
-/// Tracks one watch's relist: objects known before it but not listed again
-/// were deleted while the watch was down.
-#[derive(Default)]
-struct Relist {
-    listing: Option<HashSet<String>>,
-    synced: bool,
+/// Result of the filter phase.
+#[derive(Debug)]
+pub struct FilterOutcome {
+    /// The cycle state PreFilter produced; scoring continues with it.
+    pub state: CycleState,
+    /// Snapshot positions of the nodes that passed every filter, in the
+    /// order they were found.
+    pub feasible_nodes: Vec<usize>,
+    pub diagnosis: Diagnosis,
+    /// Nodes examined (feasible + rejected).
+    pub evaluated_nodes: usize,
+    /// Where the next pod's search should start.
+    pub next_start_index: usize,
 }
 
-impl Relist {
-    fn start(&mut self) {
-        self.listing = Some(HashSet::new());
+/// How many feasible nodes are enough. Small clusters are searched fully;
+/// in large ones a percentage is, adaptively `max(5, 50 - N/125)` %, but
+/// never fewer than 100 nodes: scoring every node of a 5000-node cluster
+/// costs more than a slightly better placement is worth.
+pub fn num_feasible_nodes_to_find(
+    percentage_of_nodes_to_score: Option<u32>,
+    num_all_nodes: usize,
+) -> usize {
+    if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND {
+        return num_all_nodes;
+    }
+    let percentage = match percentage_of_nodes_to_score {
+        Some(p) if p > 0 => (p as usize).min(100),
+        _ => 50usize
+            .saturating_sub(num_all_nodes / 125)
+            .max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND),
+    };
+    (num_all_nodes * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
+/// The filter phase: PreFilter, then nodes from `start_index` onwards
+/// (wrapping) until enough feasible nodes are found or all were examined.
+/// Starting where the previous pod stopped gives every node its turn in
+/// large clusters.
+pub fn find_nodes_that_fit(
+    framework: &Framework,
+    pod: &Pod,
+    snapshot: &Snapshot,
+    start_index: usize,
+) -> FilterOutcome {
+    find_nodes_that_fit_with(
+        framework,
+        pod,
+        snapshot,
+        start_index,
+        &Parallelizer::sequential(),
+    )
+}
+
+/// [`find_nodes_that_fit`] with the nodes filtered on `parallelizer`'s
+/// threads; the outcome is the same as the sequential one (same nodes
+/// examined, same order, same diagnosis).
+pub fn find_nodes_that_fit_with(
+    framework: &Framework,
+    pod: &Pod,
+    snapshot: &Snapshot,
+    start_index: usize,
+    parallelizer: &Parallelizer,
+) -> FilterOutcome {
+    let num_all_nodes = snapshot.len();
+    let start_index = if num_all_nodes == 0 {
+        0
+    } else {
+        start_index % num_all_nodes
+    };
+    let (state, status) = run_pre_filter_plugins(framework, pod, snapshot);
+    let mut diagnosis = Diagnosis::default();
+
+    if !status.is_success() {
+        // The same verdict holds for every node; the event quotes it once.
+        for node_info in snapshot.node_infos() {
+            diagnosis.record(node_info.name(), &status);
+        }
+        diagnosis.pre_filter_msg = Some(status.message());
+        return FilterOutcome {
+            state,
+            feasible_nodes: Vec::new(),
+            diagnosis,
+            evaluated_nodes: 0,
+            next_start_index: start_index,
+        };
     }
 
-    fn saw(&mut self, key: &str) {
-        if let Some(l) = self.listing.as_mut() {
-            l.insert(key.to_string());
+    let num_nodes_to_find = num_feasible_nodes_to_find(
+        framework.profile().percentage_of_nodes_to_score,
+        num_all_nodes,
+    );
+    let statuses = parallelizer.until_enough(
+        num_all_nodes,
+        num_nodes_to_find,
+        |offset| {
+            let index = (start_index + offset) % num_all_nodes;
+            filter_node(framework, &state, pod, &snapshot[index])
+        },
+        Status::is_success,
+    );
+    let mut feasible_nodes = Vec::with_capacity(num_nodes_to_find);
+    let mut evaluated_nodes = 0;
+    // Read in node order and stop where a sequential search would have:
+    // nodes a parallel worker examined past that point do not count.
+    for (offset, status) in statuses.into_iter().enumerate() {
+        if feasible_nodes.len() >= num_nodes_to_find {
+            break;
+        }
+        let index = (start_index + offset) % num_all_nodes;
+        evaluated_nodes += 1;
+        if status.is_success() {
+            feasible_nodes.push(index);
+        } else {
+            diagnosis.record(snapshot[index].name(), &status);
         }
     }
-
-    /// Ends the relist: returns the keys listed.
-    fn done(&mut self) -> HashSet<String> {
-        self.synced = true;
-        self.listing.take().unwrap_or_default()
+    let next_start_index = if num_all_nodes == 0 {
+        0
+    } else {
+        (start_index + evaluated_nodes) % num_all_nodes
+    };
+    FilterOutcome {
+        state,
+        feasible_nodes,
+        diagnosis,
+        evaluated_nodes,
+        next_start_index,
     }
 }
 
-pub struct Scheduler {
-    config: LoopConfig,
-    framework: Framework,
-    parallelizer: Parallelizer,
-    cache: SchedulerCache,
-    queue: SchedulingQueue,
-    io: Io,
-    observe: Observability,
-    next_start_index: usize,
-    tie_breaker: TieBreaker,
-    binds_in_flight: usize,
-    /// Pods whose failure record is still being written; not retried until
-    /// it is, so a late write can never follow a successful binding.
-    failure_writes: HashSet<PodKey>,
-    pods_relist: Relist,
-    nodes_relist: Relist,
-    scheduled: u64,
-    unschedulable: u64,
+/// One plugin's weighted contribution to a node's total.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginScore {
+    pub plugin: String,
+    pub score: i64,
 }
 
-impl Scheduler {
-    pub fn new(
-        config: LoopConfig,
-        framework: Framework,
-        parallelizer: Parallelizer,
-        io: Io,
-        observe: Observability,
-    ) -> Scheduler {
-        Scheduler {
-            queue: SchedulingQueue::new(config.queue),
-            config,
-            framework,
-            parallelizer,
-            cache: SchedulerCache::new(),
-            io,
-            observe,
-            next_start_index: 0,
-            tie_breaker: TieBreaker::new(),
-            binds_in_flight: 0,
-            failure_writes: HashSet::new(),
-            pods_relist: Relist::default(),
-            nodes_relist: Relist::default(),
-            scheduled: 0,
-            unschedulable: 0,
-        }
+/// A feasible node's total and its breakdown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodePluginScores {
+    pub node_index: usize,
+    pub name: String,
+    pub scores: Vec<PluginScore>,
+    pub total_score: i64,
+}
+
+/// Scores the feasible nodes: each score plugin's raw scores are
+/// normalised to 0..=100, multiplied by the plugin's weight and summed.
+/// With a single feasible node there is nothing to rank and scoring is
+/// skipped (total 0, no breakdown).
+pub fn prioritize_nodes(
+    framework: &Framework,
+    state: &mut CycleState,
+    pod: &Pod,
+    snapshot: &Snapshot,
+    feasible_nodes: &[usize],
+) -> Vec<NodePluginScores> {
+    prioritize_nodes_with(
+        framework,
+        state,
+        pod,
+        snapshot,
+        feasible_nodes,
+        &Parallelizer::sequential(),
+    )
+}
+
+/// [`prioritize_nodes`] with the raw scores of the nodes computed on
+/// `parallelizer`'s threads (normalising needs all of them, so it stays
+/// sequential); same result.
+pub fn prioritize_nodes_with(
+    framework: &Framework,
+    state: &mut CycleState,
+    pod: &Pod,
+    snapshot: &Snapshot,
+    feasible_nodes: &[usize],
+    parallelizer: &Parallelizer,
+) -> Vec<NodePluginScores> {
+    let mut result: Vec<NodePluginScores> = feasible_nodes
+        .iter()
+        .map(|&i| NodePluginScores {
+            node_index: i,
+            name: snapshot[i].name().to_string(),
+            scores: Vec::new(),
+            total_score: 0,
+        })
+        .collect();
+    if feasible_nodes.len() <= 1 {
+        return result;
     }
 
-    fn synced(&self) -> bool {
-        // Scheduling against a partial list would overcommit nodes whose
-        // pods have not been seen yet.
-        self.pods_relist.synced && self.nodes_relist.synced
-    }
+    framework.run_pre_score_plugins(state, pod, snapshot, feasible_nodes);
 
-    /// Runs until a [`Msg::Shutdown`] (or every sender is gone), then waits
-    /// briefly for bindings already sent.
-    pub fn run(mut self, rx: Receiver<Msg>) {
-        let mut last_log = Instant::now();
-        let mut last_metrics = Instant::now();
-        let mut was_synced = false;
-        'outer: loop {
-            loop {
-                match rx.try_recv() {
-                    Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => break 'outer,
-                    Ok(msg) => self.handle(msg),
-                    Err(TryRecvError::Empty) => break,
-                }
-            }
-            let now = Instant::now();
-            self.queue.flush(now);
-            if now.duration_since(last_log) >= IDLE_TICK {
-                last_log = now;
-                self.log_state();
-            }
-            if now.duration_since(last_metrics) >= QUEUE_METRICS_PERIOD {
-                last_metrics = now;
-                self.observe.metrics.set_queue(self.queue.lengths());
-            }
-            if !was_synced && self.synced() {
-                was_synced = true;
-                tracing::info!(
-                    nodes = self.cache.node_count(),
-                    queued = self.queue.len(),
-                    "caches synced; scheduling"
-                );
-                if let Some(health) = &self.observe.health {
-                    health.set_ready(true, "caches synced; scheduling");
-                }
-            }
-            if self.synced()
-                && self.binds_in_flight < self.config.bind_concurrency
-                && let Some(popped) = self.queue.pop()
-            {
-                self.schedule_one(popped.key, popped.pod, popped.attempts);
-                continue;
-            }
-            let timeout = self
-                .queue
-                .next_wakeup()
-                .map(|t| t.saturating_duration_since(now))
-                .unwrap_or(IDLE_TICK)
-                .min(IDLE_TICK);
-            match rx.recv_timeout(timeout) {
-                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(msg) => self.handle(msg),
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-        }
-        self.shut_down(&rx);
-    }
-
-    fn shut_down(&mut self, rx: &Receiver<Msg>) {
-        tracing::info!(
-            bindings = self.binds_in_flight,
-            failure_writes = self.failure_writes.len(),
-            "stopping: no new cycles; waiting for writes already sent"
-        );
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
-        while self.binds_in_flight > 0 || !self.failure_writes.is_empty() {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                tracing::warn!(
-                    bindings = self.binds_in_flight,
-                    "shutdown grace period over"
-                );
-                break;
-            };
-            match rx.recv_timeout(left) {
-                Ok(msg @ (Msg::BindDone { .. } | Msg::FailureRecorded { .. })) => self.handle(msg),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        self.log_state();
-    }
-
-    fn log_state(&self) {
-        let q = self.queue.lengths();
-        tracing::debug!(
-            nodes = self.cache.node_count(),
-            cached_pods = self.cache.pod_count(),
-            active = q.active,
-            backoff = q.backoff,
-            unschedulable = q.unschedulable,
-            gated = q.gated,
-            in_flight = q.in_flight,
-            binds_in_flight = self.binds_in_flight,
-            scheduled = self.scheduled,
-            unschedulable_attempts = self.unschedulable,
-            "scheduler state"
-        );
-    }
-
-    pub fn handle(&mut self, msg: Msg) {
-        let now = Instant::now();
-        match msg {
-            Msg::Pod(event) => self.handle_pod_event(*event, now),
-            Msg::Node(event) => self.handle_node_event(*event, now),
-            Msg::Namespace(event) => self.handle_namespace_event(*event),
-            Msg::BindDone { key, uid, outcome } => self.handle_bind_done(key, uid, outcome, now),
-            Msg::FailureRecorded { key } => {
-                self.failure_writes.remove(&key);
-            }
-            Msg::Shutdown => {}
-        }
-    }
-
-    fn cluster_events(&mut self, events: Vec<ClusterEvent>, now: Instant) {
-        for event in events {
-            let moved = self.queue.move_for_event(event, now);
-            if moved > 0 {
-                tracing::debug!(?event, moved, "unschedulable pods moved back to the queue");
-            }
-        }
-    }
-
-    fn is_ours(&self, pod: &Pod) -> bool {
-        pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref())
-            == Some(self.config.scheduler_name.as_str())
-    }
-
-    fn apply_pod(&mut self, pod: Pod, now: Instant) {
-        let key = pod_key(&pod);
-        if assigned_node(&pod).is_some() || is_terminal(&pod) {
-            // Bound (by this scheduler's binding or anyone's) or finished:
-            // never queued again, whatever stale copy the queue holds.
-            self.queue.delete(&key);
-            let events = self.cache.add_or_update_pod(Arc::new(pod));
-            self.cluster_events(events, now);
-        } else if self.is_ours(&pod) {
-            self.queue.add_or_update(Arc::new(pod), now);
-        }
-        // Pending pods of other schedulers are none of our business.
-    }
-
-    fn delete_pod(&mut self, key: &str, now: Instant) {
-        self.queue.delete(key);
-        let events = self.cache.remove_pod(key);
-        self.cluster_events(events, now);
-    }
-
-    fn handle_pod_event(&mut self, event: Event<Pod>, now: Instant) {
-        match event {
-            Event::Apply(pod) => self.apply_pod(pod, now),
-            Event::Delete(pod) => self.delete_pod(&pod_key(&pod), now),
-            Event::Init => self.pods_relist.start(),
-            Event::InitApply(pod) => {
-                self.pods_relist.saw(&pod_key(&pod));
-                self.apply_pod(pod, now);
-            }
-            Event::InitDone => {
-                let listed = self.pods_relist.done();
-                let gone: Vec<String> = self
-                    .queue
-                    .keys()
-                    .chain(self.cache.pod_keys())
-                    .filter(|k| !listed.contains(*k))
-                    .cloned()
-                    .collect();
-                for key in gone {
-                    self.delete_pod(&key, now);
-                }
-                tracing::info!(
-                    pods = listed.len(),
-                    queued = self.queue.len(),
-                    "pod list synced"
-                );
-            }
-        }
-    }
-
-    fn handle_node_event(&mut self, event: Event<Node>, now: Instant) {
-        match event {
-            Event::Apply(node) => {
-                let events = self.cache.add_or_update_node(node);
-                self.cluster_events(events, now);
-            }
-            Event::Delete(node) => self.cache.remove_node(node_name(&node)),
-            Event::Init => self.nodes_relist.start(),
-            Event::InitApply(node) => {
-                self.nodes_relist.saw(node_name(&node));
-                let events = self.cache.add_or_update_node(node);
-                self.cluster_events(events, now);
-            }
-            Event::InitDone => {
-                let listed = self.nodes_relist.done();
-                for name in self.cache.node_names() {
-                    if !listed.contains(&name) {
-                        self.cache.remove_node(&name);
-                    }
-                }
-                tracing::info!(nodes = listed.len(), "node list synced");
-            }
-        }
-    }
-
-    fn handle_namespace_event(&mut self, event: Event<PartialObjectMeta<Namespace>>) {
-        match event {
-            Event::Apply(ns) | Event::InitApply(ns) => {
-                if let Some(name) = ns.metadata.name.as_deref() {
-                    self.cache
-                        .set_namespace_labels(name, ns.metadata.labels.clone());
-                }
-            }
-            Event::Delete(ns) => {
-                if let Some(name) = ns.metadata.name.as_deref() {
-                    self.cache.set_namespace_labels(name, None);
-                }
-            }
-            Event::Init | Event::InitDone => {}
-        }
-    }
-
-    fn handle_bind_done(
-        &mut self,
-        key: PodKey,
-        uid: Option<String>,
-        outcome: BindOutcome,
-        now: Instant,
-    ) {
-        self.binds_in_flight = self.binds_in_flight.saturating_sub(1);
-        match outcome {
-            // Stays assumed (and in flight in the queue) until the watch
-            // shows the nodeName.
-            BindOutcome::Bound => {
-                self.scheduled += 1;
-                self.observe.metrics.bindings.inc();
-            }
-            BindOutcome::AlreadyBound(message) => {
-                // Bound by someone else (or by our own earlier incarnation):
-                // the watch will bring the real node; never bind again.
-                tracing::info!(pod = %key, %message, "pod was already bound");
-                if self.cache.forget_pod(&key) {
-                    self.cluster_events(vec![ClusterEvent::AssignedPodDelete], now);
-                }
-            }
-            BindOutcome::PodGone(message) => {
-                tracing::debug!(pod = %key, %message, "pod went away before binding");
-                if self.cache.forget_pod(&key) {
-                    self.cluster_events(vec![ClusterEvent::AssignedPodDelete], now);
-                }
-                if self.queue.pod(&key).and_then(|p| p.metadata.uid.clone()) == uid {
-                    self.queue.delete(&key);
-                }
-            }
-            BindOutcome::Failed(message) => {
-                tracing::warn!(pod = %key, %message, "binding failed; retrying after backoff");
-                self.observe.metrics.attempt(RESULT_ERROR, 0.0);
-                if self.cache.forget_pod(&key) {
-                    self.cluster_events(vec![ClusterEvent::AssignedPodDelete], now);
-                }
-                if let Some(pod) = self.queue.pod(&key) {
-                    self.io.events.publish(EventRecord {
-                        regarding: pod_reference(pod),
-                        type_: EventType::Warning,
-                        reason: REASON_FAILED_SCHEDULING,
-                        action: "Binding",
-                        note: format!("Binding rejected: {message}"),
-                    });
-                }
-                self.queue.requeue_backoff(&key, now);
-            }
-        }
-    }
-
-    /// One scheduling cycle for one pod.
-    fn schedule_one(&mut self, key: PodKey, pod: Arc<Pod>, attempts: u32) {
-        let now = Instant::now();
-        if pod.metadata.deletion_timestamp.is_some() || assigned_node(&pod).is_some() {
-            // Being deleted, or the informer copy already has a node:
-            // a pod is never bound twice.
-            self.queue.delete(&key);
-            return;
-        }
-        if self.failure_writes.contains(&key) {
-            self.queue.requeue_after(&key, now + FAILURE_WRITE_RETRY);
-            return;
-        }
-        let result = schedule_pod_with(
-            &self.framework,
-            &pod,
-            self.cache.snapshot(),
-            self.next_start_index,
-            self.tie_breaker.next(),
-            &self.parallelizer,
-        );
-        match result {
-            Ok(result) => {
-                self.next_start_index = result.next_start_index;
-                let node = result.suggested_host;
-                let cycle = now.elapsed().as_secs_f64();
-                if let Err(e) = self.cache.assume_pod(&pod, &node) {
-                    self.observe.metrics.attempt(RESULT_ERROR, cycle);
-                    tracing::warn!(pod = %key, error = %e, "could not assume pod; retrying after backoff");
-                    self.queue.requeue_backoff(&key, now);
-                    return;
-                }
-                tracing::debug!(
-                    pod = %key,
-                    %node,
-                    attempts,
-                    evaluated = result.evaluated_nodes,
-                    feasible = result.feasible_nodes,
-                    cycle_us = now.elapsed().as_micros() as u64,
-                    "assumed; binding"
-                );
-                self.observe.metrics.attempt(RESULT_SCHEDULED, cycle);
-                self.binds_in_flight += 1;
-                self.spawn_bind(key, pod, node);
-            }
-            Err(fit) => {
-                self.observe
-                    .metrics
-                    .attempt(RESULT_UNSCHEDULABLE, now.elapsed().as_secs_f64());
-                self.next_start_index = fit.next_start_index;
-                self.unschedulable += 1;
-                self.queue.requeue_unschedulable(
-                    &key,
-                    fit.diagnosis.unschedulable_plugins.clone(),
-                    now,
-                );
-                self.record_failure(key, &pod, fit);
-            }
-        }
-    }
-
-    fn spawn_bind(&self, key: PodKey, pod: Arc<Pod>, node: String) {
-        let client = self.io.client.clone();
-        let events = self.io.events.clone();
-        let tx = self.io.tx.clone();
-        self.io.runtime.spawn(async move {
-            let outcome = binder::bind(&client, &pod, &node).await;
-            if outcome == BindOutcome::Bound {
-                events.publish(EventRecord {
-                    regarding: pod_reference(&pod),
-                    type_: EventType::Normal,
-                    reason: REASON_SCHEDULED,
-                    action: "Binding",
-                    note: format!("Successfully assigned {} to {node}", key),
-                });
-            }
-            let _ = tx.send(Msg::BindDone {
-                key,
-                uid: pod.metadata.uid.clone(),
-                outcome,
+    let state: &CycleState = state;
+    let active: Vec<&(Arc<dyn ScorePlugin>, i64)> = framework
+        .score_plugins()
+        .iter()
+        .filter(|(plugin, _)| !state.skips_score(plugin.name()))
+        .collect();
+    // One pass per node computing every plugin's raw score, so the nodes
+    // fan out once per cycle rather than once per plugin.
+    let raw: Vec<Vec<i64>> = parallelizer.map(feasible_nodes.len(), |k| {
+        let node_info = &snapshot[feasible_nodes[k]];
+        active
+            .iter()
+            .map(|(plugin, _)| plugin.score(state, pod, node_info))
+            .collect()
+    });
+    for (p, (plugin, weight)) in active.into_iter().enumerate() {
+        let mut scores: Vec<NodeScore> = feasible_nodes
+            .iter()
+            .zip(&raw)
+            .map(|(&i, node_raw)| NodeScore {
+                node_index: i,
+                score: node_raw[p],
+            })
+            .collect();
+        plugin.normalize_score(state, pod, &mut scores);
+        for (entry, s) in result.iter_mut().zip(&scores) {
+            debug_assert_eq!(entry.node_index, s.node_index);
+            // Out-of-range scores can only come from objects the API
+            // server would reject (e.g. negative preference weights); clamp
+            // rather than let one such pod stop the scheduler.
+            let weighted = s.score.clamp(0, MAX_NODE_SCORE) * weight;
+            entry.scores.push(PluginScore {
+                plugin: plugin.name().to_string(),
+                score: weighted,
             });
-        });
-    }
-
-    /// The failure path: PodScheduled=False/Unschedulable with the fit
-    /// error's message, the diagnosis annotation, a FailedScheduling event.
-    fn record_failure(&mut self, key: PodKey, pod: &Arc<Pod>, fit: FitError) {
-        let message = fit.to_string();
-        let diagnosis = SchedulingDiagnosis::new(&message, fit.num_all_nodes, &fit.diagnosis);
-        let record = FailureRecord::for_pod(pod, &message, diagnosis.to_annotation());
-        tracing::debug!(pod = %key, %message, "unschedulable");
-        self.io.events.publish(EventRecord {
-            regarding: pod_reference(pod),
-            type_: EventType::Warning,
-            reason: REASON_FAILED_SCHEDULING,
-            action: "Scheduling",
-            note: message,
-        });
-        if !record.condition && record.annotation.is_none() {
-            return;
+            entry.total_score += weighted;
         }
-        self.failure_writes.insert(key.clone());
-        let client = self.io.client.clone();
-        let tx = self.io.tx.clone();
-        let pod = pod.clone();
-        self.io.runtime.spawn(async move {
-            if let Err(e) = binder::record_failure(&client, &pod, &record).await {
-                tracing::debug!(pod = %key, error = %e, "recording the scheduling failure failed");
+    }
+    result
+}
+
+/// The node with the highest total; among equals, the `random`-th one
+/// (modulo their count), so a uniformly random `random` gives a uniform
+/// choice. Returns the node's snapshot position.
+pub fn select_host(scores: &[NodePluginScores], random: u64) -> Option<usize> {
+    let best = scores.iter().map(|s| s.total_score).max()?;
+    let ties: Vec<usize> = scores
+        .iter()
+        .filter(|s| s.total_score == best)
+        .map(|s| s.node_index)
+        .collect();
+    Some(ties[(random % ties.len() as u64) as usize])
+}
+
+/// The `FailedScheduling` message: `0/N nodes are available: ` then
+/// `<count> <reason>` for every distinct reason, sorted as strings,
+/// comma-joined, ending with `.`. A PreFilter rejection is quoted instead
+/// of the per-node reasons (they would all repeat it).
+pub fn fit_error_message(total_nodes: usize, diagnosis: &Diagnosis) -> String {
+    if total_nodes == 0 {
+        return NO_NODES_AVAILABLE_MSG.to_string();
+    }
+    let mut msg = format!("0/{total_nodes} nodes are available:");
+    match &diagnosis.pre_filter_msg {
+        Some(pre_filter_msg) if !pre_filter_msg.is_empty() => {
+            msg.push_str(&format!(" {pre_filter_msg}."));
+        }
+        _ => {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for node in &diagnosis.nodes {
+                for reason in &node.reasons {
+                    *counts.entry(reason.as_str()).or_default() += 1;
+                }
             }
-            let _ = tx.send(Msg::FailureRecorded { key });
+            // Sorted as whole strings, count first, as the upstream message
+            // is: "10 x" sorts before "2 y".
+            let mut entries: Vec<String> = counts
+                .iter()
+                .map(|(reason, n)| format!("{n} {reason}"))
+                .collect();
+            entries.sort();
+            if !entries.is_empty() {
+                msg.push_str(&format!(" {}.", entries.join(", ")));
+            }
+        }
+    }
+    if let Some(post_filter_msg) = diagnosis
+        .post_filter_msg
+        .as_deref()
+        .filter(|m| !m.is_empty())
+    {
+        msg.push_str(&format!(" {post_filter_msg}."));
+    }
+    msg
+}
+
+/// A successful cycle's choice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleResult {
+    pub suggested_host: String,
+    pub node_index: usize,
+    pub evaluated_nodes: usize,
+    pub feasible_nodes: usize,
+    pub next_start_index: usize,
+}
+
+/// The pod fits nowhere; `Display` gives the event message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FitError {
+    pub num_all_nodes: usize,
+    pub diagnosis: Diagnosis,
+    pub next_start_index: usize,
+}
+
+impl fmt::Display for FitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&fit_error_message(self.num_all_nodes, &self.diagnosis))
+    }
+}
+
+impl std::error::Error for FitError {}
+
+/// Filter, score and select for one pod: the pure middle of a cycle.
+/// `random` breaks ties between equally scored nodes.
+pub fn schedule_pod(
+    framework: &Framework,
+    pod: &Pod,
+    snapshot: &Snapshot,
+    start_index: usize,
+    random: u64,
+) -> Result<ScheduleResult, FitError> {
+    schedule_pod_with(
+        framework,
+        pod,
+        snapshot,
+        start_index,
+        random,
+        &Parallelizer::sequential(),
+    )
+}
+
+/// [`schedule_pod`] with filtering and scoring fanned out over
+/// `parallelizer`; same answer.
+pub fn schedule_pod_with(
+    framework: &Framework,
+    pod: &Pod,
+    snapshot: &Snapshot,
+    start_index: usize,
+    random: u64,
+    parallelizer: &Parallelizer,
+) -> Result<ScheduleResult, FitError> {
+    let mut outcome = find_nodes_that_fit_with(framework, pod, snapshot, start_index, parallelizer);
+    if outcome.feasible_nodes.is_empty() {
+        return Err(FitError {
+            num_all_nodes: snapshot.len(),
+            diagnosis: outcome.diagnosis,
+            next_start_index: outcome.next_start_index,
         });
     }
+    let scores = prioritize_nodes_with(
+        framework,
+        &mut outcome.state,
+        pod,
+        snapshot,
+        &outcome.feasible_nodes,
+        parallelizer,
+    );
+    let node_index = select_host(&scores, random).expect("feasible nodes were scored");
+    Ok(ScheduleResult {
+        suggested_host: snapshot[node_index].name().to_string(),
+        node_index,
+        evaluated_nodes: outcome.evaluated_nodes,
+        feasible_nodes: outcome.feasible_nodes.len(),
+        next_start_index: outcome.next_start_index,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::framework::{Plugin, PreFilterPlugin, Profile};
+    use crate::scheduler::plugins::{default_framework, names};
+    use crate::scheduler::testing::{node, pod};
+    use proptest::prelude::*;
 
     #[test]
-    fn tie_breaker_spreads() {
-        let mut t = TieBreaker(1);
-        let mut counts = [0usize; 4];
-        for _ in 0..4000 {
-            counts[(t.next() % 4) as usize] += 1;
+    fn nodes_to_find() {
+        assert_eq!(num_feasible_nodes_to_find(None, 0), 0);
+        assert_eq!(num_feasible_nodes_to_find(None, 99), 99);
+        assert_eq!(num_feasible_nodes_to_find(None, 100), 100);
+        assert_eq!(num_feasible_nodes_to_find(None, 1000), 420);
+        assert_eq!(num_feasible_nodes_to_find(None, 5000), 500);
+        assert_eq!(num_feasible_nodes_to_find(None, 6000), 300, "the 5% floor");
+        assert_eq!(num_feasible_nodes_to_find(Some(0), 1000), 420);
+        assert_eq!(num_feasible_nodes_to_find(Some(100), 1000), 1000);
+        assert_eq!(num_feasible_nodes_to_find(Some(150), 1000), 1000);
+        assert_eq!(num_feasible_nodes_to_find(Some(1), 1000), 100);
+        assert_eq!(num_feasible_nodes_to_find(Some(30), 1000), 300);
+    }
+
+    fn nodes(n: usize) -> Vec<k8s_openapi::api::core::v1::Node> {
+        (0..n)
+            .map(|i| {
+                node(&format!("n{i:04}"))
+                    .allocatable("1", "1Gi", "110")
+                    .build()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_clusters_are_searched_fully() {
+        let snapshot = Snapshot::new(&nodes(10), &[]);
+        let fw = default_framework(Profile::default());
+        let out = find_nodes_that_fit(&fw, &pod("p").build(), &snapshot, 7);
+        assert_eq!(out.feasible_nodes.len(), 10);
+        assert_eq!(out.feasible_nodes[0], 7, "the search starts at start_index");
+        assert_eq!(out.evaluated_nodes, 10);
+        assert_eq!(out.next_start_index, 7);
+    }
+
+    #[test]
+    fn large_clusters_stop_early_and_rotate() {
+        let snapshot = Snapshot::new(&nodes(1000), &[]);
+        let fw = default_framework(Profile::default());
+        let p = pod("p").build();
+        let first = find_nodes_that_fit(&fw, &p, &snapshot, 0);
+        assert_eq!(first.feasible_nodes.len(), 420);
+        assert_eq!(first.next_start_index, 420);
+        let second = find_nodes_that_fit(&fw, &p, &snapshot, first.next_start_index);
+        assert_eq!(second.feasible_nodes[0], 420);
+        assert_eq!(second.next_start_index, 840);
+        let third = find_nodes_that_fit(&fw, &p, &snapshot, second.next_start_index);
+        assert_eq!(third.feasible_nodes[0], 840);
+        assert_eq!(third.feasible_nodes[160], 0, "wraps around");
+        assert_eq!(third.next_start_index, 260);
+    }
+
+    #[test]
+    fn rejected_nodes_count_as_examined() {
+        let mut ns = nodes(200);
+        for n in ns.iter_mut().take(50) {
+            n.spec.get_or_insert_with(Default::default).unschedulable = Some(true);
         }
+        let snapshot = Snapshot::new(&ns, &[]);
+        let fw = default_framework(Profile::default());
+        // 200 nodes: pct 49 -> 98 -> at least 100 feasible to find.
+        let out = find_nodes_that_fit(&fw, &pod("p").build(), &snapshot, 0);
+        assert_eq!(out.feasible_nodes.len(), 100);
+        assert_eq!(out.diagnosis.nodes.len(), 50);
+        assert_eq!(out.evaluated_nodes, 150);
+        assert_eq!(out.next_start_index, 150);
+    }
+
+    #[test]
+    fn select_host_breaks_ties_with_the_random_number() {
+        let mk = |i: usize, total: i64| NodePluginScores {
+            node_index: i,
+            name: format!("n{i}"),
+            scores: Vec::new(),
+            total_score: total,
+        };
+        let scores = vec![mk(0, 10), mk(1, 30), mk(2, 5), mk(3, 30)];
+        assert_eq!(select_host(&scores, 0), Some(1));
+        assert_eq!(select_host(&scores, 1), Some(3));
+        assert_eq!(select_host(&scores, 2), Some(1));
+        assert_eq!(select_host(&[], 0), None);
+    }
+
+    #[test]
+    fn one_feasible_node_skips_scoring() {
+        let snapshot = Snapshot::new(&nodes(1), &[]);
+        let fw = default_framework(Profile::default());
+        let p = pod("p").build();
+        let mut out = find_nodes_that_fit(&fw, &p, &snapshot, 0);
+        let scores = prioritize_nodes(&fw, &mut out.state, &p, &snapshot, &out.feasible_nodes);
+        assert_eq!(scores.len(), 1);
+        assert!(scores[0].scores.is_empty());
+        let result = schedule_pod(&fw, &p, &snapshot, 0, 0).unwrap();
+        assert_eq!(result.suggested_host, "n0000");
+    }
+
+    #[test]
+    fn weights_come_from_the_profile() {
+        let fw = default_framework(Profile::default());
+        assert_eq!(
+            fw.score_plugin_weights(),
+            vec![
+                (names::TAINT_TOLERATION, 3),
+                (names::NODE_AFFINITY, 2),
+                (names::NODE_RESOURCES_FIT, 1),
+                (names::POD_TOPOLOGY_SPREAD, 2),
+                (names::INTER_POD_AFFINITY, 2),
+                (names::NODE_RESOURCES_BALANCED_ALLOCATION, 1),
+                (names::IMAGE_LOCALITY, 1),
+            ]
+        );
+        let mut profile = Profile::default();
+        profile
+            .plugin_weights
+            .insert(names::IMAGE_LOCALITY.into(), 5);
+        let fw = default_framework(profile);
         assert!(
-            counts.iter().all(|&c| (800..1200).contains(&c)),
-            "{counts:?}"
+            fw.score_plugin_weights()
+                .contains(&(names::IMAGE_LOCALITY, 5))
         );
     }
 
     #[test]
-    fn relist_reports_what_was_listed() {
-        let mut r = Relist::default();
-        assert!(!r.synced);
-        r.saw("ignored before a relist starts");
-        r.start();
-        r.saw("a");
-        r.saw("b");
-        let listed = r.done();
-        assert!(r.synced);
-        assert_eq!(listed, HashSet::from(["a".to_string(), "b".to_string()]));
+    fn no_nodes_message() {
+        let err = schedule_pod(
+            &default_framework(Profile::default()),
+            &pod("p").build(),
+            &Snapshot::default(),
+            3,
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "no nodes available to schedule pods");
+    }
+
+    #[test]
+    fn message_sorts_as_strings_and_counts_every_reason() {
+        let d = Diagnosis {
+            nodes: vec![
+                NodeDiagnosis {
+                    node: "a".into(),
+                    plugin: names::NODE_RESOURCES_FIT.into(),
+                    reasons: vec!["Insufficient cpu".into(), "Insufficient memory".into()],
+                    unresolvable: false,
+                },
+                NodeDiagnosis {
+                    node: "b".into(),
+                    plugin: names::NODE_RESOURCES_FIT.into(),
+                    reasons: vec!["Insufficient cpu".into()],
+                    unresolvable: false,
+                },
+            ],
+            ..Default::default()
+        };
+        // Whole strings are sorted, so the count leads.
+        assert_eq!(
+            fit_error_message(2, &d),
+            "0/2 nodes are available: 1 Insufficient memory, 2 Insufficient cpu."
+        );
+        let mut many = Diagnosis::default();
+        for i in 0..12 {
+            let reason = if i < 10 { "x" } else { "y" };
+            many.nodes.push(NodeDiagnosis {
+                node: format!("n{i}"),
+                plugin: "P".into(),
+                reasons: vec![reason.into()],
+                unresolvable: false,
+            });
+        }
+        assert_eq!(
+            fit_error_message(12, &many),
+            "0/12 nodes are available: 10 x, 2 y."
+        );
+    }
+
+    #[test]
+    fn pre_filter_and_post_filter_messages() {
+        let d = Diagnosis {
+            pre_filter_msg: Some("node(s) didn't match Pod's node affinity/selector".into()),
+            post_filter_msg: Some("preemption: not eligible".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            fit_error_message(3, &d),
+            "0/3 nodes are available: node(s) didn't match Pod's node affinity/selector. preemption: not eligible."
+        );
+    }
+
+    #[test]
+    fn node_diagnosis_serialises_compactly() {
+        let d = NodeDiagnosis {
+            node: "a".into(),
+            plugin: "NodeName".into(),
+            reasons: vec!["node(s) didn't match the requested node name".into()],
+            unresolvable: true,
+        };
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(
+            json,
+            r#"{"node":"a","plugin":"NodeName","reasons":["node(s) didn't match the requested node name"],"unresolvable":true}"#
+        );
+        let back: NodeDiagnosis = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, d);
+        let resolvable = NodeDiagnosis {
+            unresolvable: false,
+            ..d
+        };
+        assert!(
+            !serde_json::to_string(&resolvable)
+                .unwrap()
+                .contains("unresolvable")
+        );
+        let diag = Diagnosis {
+            nodes: vec![resolvable],
+            ..Default::default()
+        };
+        let back: Diagnosis = serde_json::from_str(&serde_json::to_string(&diag).unwrap()).unwrap();
+        assert_eq!(back, diag);
+    }
+
+    #[test]
+    fn diagnosis_records_the_first_failing_plugin_only() {
+        // Cordoned *and* tainted: NodeUnschedulable runs first.
+        let n = node("a")
+            .unschedulable()
+            .taint("k", "v", "NoSchedule")
+            .build();
+        let snapshot = Snapshot::new(&[n], &[]);
+        let fw = default_framework(Profile::default());
+        let out = find_nodes_that_fit(&fw, &pod("p").build(), &snapshot, 0);
+        assert_eq!(out.diagnosis.nodes.len(), 1);
+        assert_eq!(out.diagnosis.nodes[0].plugin, names::NODE_UNSCHEDULABLE);
+        assert!(out.diagnosis.nodes[0].unresolvable);
+        assert_eq!(
+            out.diagnosis.unschedulable_plugins,
+            BTreeSet::from([names::NODE_UNSCHEDULABLE.to_string()])
+        );
+    }
+
+    /// A PreFilter that turns every pod away, to exercise that path.
+    struct RejectAll;
+
+    impl Plugin for RejectAll {
+        fn name(&self) -> &'static str {
+            "RejectAll"
+        }
+    }
+
+    impl PreFilterPlugin for RejectAll {
+        fn pre_filter(&self, _: &mut CycleState, _: &Pod, _: &Snapshot) -> Status {
+            Status::unschedulable_and_unresolvable("pod is not welcome")
+        }
+    }
+
+    #[test]
+    fn pre_filter_rejection_applies_to_every_node_and_is_quoted_once() {
+        let fw = Framework::empty(Profile::default()).with_pre_filter(Arc::new(RejectAll));
+        let snapshot = Snapshot::new(&nodes(3), &[]);
+        let out = find_nodes_that_fit(&fw, &pod("p").build(), &snapshot, 2);
+        assert!(out.feasible_nodes.is_empty());
+        assert_eq!(out.diagnosis.nodes.len(), 3);
+        assert!(
+            out.diagnosis
+                .nodes
+                .iter()
+                .all(|n| n.plugin == "RejectAll" && n.unresolvable)
+        );
+        assert_eq!(out.next_start_index, 2, "no node was examined");
+        assert_eq!(
+            fit_error_message(3, &out.diagnosis),
+            "0/3 nodes are available: pod is not welcome."
+        );
+    }
+
+    #[test]
+    fn assumed_pods_are_seen_by_the_next_cycle() {
+        // Two nodes with room for one 600m pod each: the first pod's
+        // assumption must push the second onto the other node, and a third
+        // finds no room.
+        let mut snapshot = Snapshot::new(&nodes(2), &[]);
+        let fw = default_framework(Profile::default());
+        let mut start = 0;
+        let mut hosts = Vec::new();
+        for name in ["p1", "p2"] {
+            let p = pod(name).container(&[("cpu", "600m")]).build();
+            let result = schedule_pod(&fw, &p, &snapshot, start, 0).unwrap();
+            start = result.next_start_index;
+            snapshot.assume(&p, &result.suggested_host).unwrap();
+            hosts.push(result.suggested_host);
+        }
+        hosts.sort();
+        assert_eq!(hosts, ["n0000", "n0001"]);
+        let p3 = pod("p3").container(&[("cpu", "600m")]).build();
+        let err = schedule_pod(&fw, &p3, &snapshot, start, 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "0/2 nodes are available: 2 Insufficient cpu."
+        );
+        assert_eq!(
+            err.diagnosis.unschedulable_plugins,
+            BTreeSet::from([names::NODE_RESOURCES_FIT.to_string()])
+        );
+    }
+
+    #[test]
+    fn parallel_filtering_and_scoring_give_the_sequential_answer() {
+        use crate::scheduler::testing::{affinity_term, spread};
+        // A mixed cluster: some nodes full, some tainted, some cordoned, three
+        // zones, so filters reject in different ways and scores differ.
+        let mut ns = Vec::new();
+        let mut pods = Vec::new();
+        for i in 0..700 {
+            let mut b = node(&format!("n{i:04}"))
+                .allocatable(if i % 5 == 0 { "1" } else { "4" }, "8Gi", "110")
+                .label("zone", ["a", "b", "c"][i % 3]);
+            if i % 11 == 0 {
+                b = b.taint("k", "v", "NoSchedule");
+            }
+            if i % 13 == 0 {
+                b = b.unschedulable();
+            }
+            ns.push(b.build());
+            if i % 4 == 0 {
+                pods.push(
+                    pod(&format!("e{i}"))
+                        .on(&format!("n{i:04}"))
+                        .label("app", "web")
+                        .container(&[("cpu", "700m")])
+                        .build(),
+                );
+            }
+        }
+        let snapshot = Snapshot::new(&ns, &pods);
+        let fw = default_framework(Profile::default());
+        let parallel = Parallelizer::new(4).unwrap();
+        let candidates = [
+            pod("plain").container(&[("cpu", "500m")]).build(),
+            pod("big").container(&[("cpu", "3500m")]).build(),
+            pod("huge").container(&[("cpu", "64")]).build(),
+            pod("spread")
+                .label("app", "web")
+                .spread(spread(1, "zone", "DoNotSchedule", &[("app", "web")]))
+                .build(),
+            pod("anti")
+                .label("app", "web")
+                .anti_affinity(affinity_term("zone", &[("app", "other")]))
+                .build(),
+        ];
+        for p in &candidates {
+            for start in [0, 123, 699] {
+                let seq = find_nodes_that_fit(&fw, p, &snapshot, start);
+                let par = find_nodes_that_fit_with(&fw, p, &snapshot, start, &parallel);
+                assert_eq!(
+                    par.feasible_nodes, seq.feasible_nodes,
+                    "{:?}",
+                    p.metadata.name
+                );
+                assert_eq!(par.diagnosis, seq.diagnosis);
+                assert_eq!(par.evaluated_nodes, seq.evaluated_nodes);
+                assert_eq!(par.next_start_index, seq.next_start_index);
+                let (mut s1, mut s2) = (seq.state, par.state);
+                let a = prioritize_nodes(&fw, &mut s1, p, &snapshot, &seq.feasible_nodes);
+                let b = prioritize_nodes_with(
+                    &fw,
+                    &mut s2,
+                    p,
+                    &snapshot,
+                    &par.feasible_nodes,
+                    &parallel,
+                );
+                assert_eq!(a, b);
+                assert_eq!(
+                    schedule_pod(&fw, p, &snapshot, start, 7),
+                    schedule_pod_with(&fw, p, &snapshot, start, 7, &parallel)
+                );
+            }
+        }
+    }
+
+    const REASONS: &[&str] = &[
+        "Insufficient cpu",
+        "Insufficient memory",
+        "Too many pods",
+        "node(s) were unschedulable",
+        "node(s) had untolerated taint {k: v}",
+        "node(s) didn't match Pod's node affinity/selector",
+        "node(s) didn't match pod topology spread constraints (missing required label)",
+    ];
+
+    proptest! {
+        #[test]
+        fn fit_error_message_counts_every_reason(
+            picks in proptest::collection::vec(proptest::collection::btree_set(0..REASONS.len(), 1..4), 1..40)
+        ) {
+            let diagnosis = Diagnosis {
+                nodes: picks.iter().enumerate().map(|(i, set)| NodeDiagnosis {
+                    node: format!("n{i}"),
+                    plugin: "P".into(),
+                    reasons: set.iter().map(|&r| REASONS[r].to_string()).collect(),
+                    unresolvable: false,
+                }).collect(),
+                ..Default::default()
+            };
+            let n = picks.len();
+            let msg = fit_error_message(n, &diagnosis);
+            let prefix = format!("0/{n} nodes are available: ");
+            prop_assert!(msg.starts_with(&prefix), "{}", msg);
+            prop_assert!(msg.ends_with('.'));
+            let body = &msg[prefix.len()..msg.len() - 1];
+            let entries: Vec<&str> = body.split(", ").collect();
+            let mut sorted = entries.clone();
+            sorted.sort();
+            prop_assert_eq!(&entries, &sorted);
+            let mut total = 0;
+            for entry in &entries {
+                let (count, reason) = entry.split_once(' ').unwrap();
+                prop_assert!(REASONS.contains(&reason));
+                total += count.parse::<usize>().unwrap();
+            }
+            let failing: usize = picks.iter().map(|s| s.len()).sum();
+            prop_assert_eq!(total, failing);
+        }
     }
 }

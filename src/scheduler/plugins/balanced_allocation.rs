@@ -8,11 +8,11 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::scheduler::framework::types::{NodeInfo, Snapshot};
 use crate::scheduler::framework::{
     CycleState, MAX_NODE_SCORE, Plugin, PreScorePlugin, ScorePlugin, Status,
 };
-use crate::scheduler::resource::{RESOURCE_CPU, RESOURCE_MEMORY, Resource, pod_requests};
-use crate::scheduler::snapshot::{NodeInfo, Snapshot};
+use crate::scheduler::util::resource::{RESOURCE_CPU, RESOURCE_MEMORY, Resource, pod_requests};
 
 use super::names;
 

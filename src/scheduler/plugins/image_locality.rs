@@ -8,10 +8,10 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::scheduler::framework::types::{NodeInfo, Snapshot};
 use crate::scheduler::framework::{
     CycleState, MAX_NODE_SCORE, Plugin, PreScorePlugin, ScorePlugin, Status,
 };
-use crate::scheduler::snapshot::{NodeInfo, Snapshot};
 
 use super::names;
 

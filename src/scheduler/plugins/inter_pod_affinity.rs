@@ -15,14 +15,14 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::scheduler::framework::types::{
+    AffinityTerm, NodeInfo, PodInfo, Snapshot, WeightedAffinityTerm, pod_namespace,
+};
 use crate::scheduler::framework::{
     CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin, PreFilterPlugin, PreScorePlugin,
     ScorePlugin, Status,
 };
-use crate::scheduler::labels::Labels;
-use crate::scheduler::snapshot::{
-    AffinityTerm, NodeInfo, PodInfo, Snapshot, WeightedAffinityTerm, pod_namespace,
-};
+use crate::scheduler::util::labels::Labels;
 
 use super::names;
 

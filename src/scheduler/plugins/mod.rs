@@ -1,10 +1,7 @@
-//! The default plugins, one file each, with the rules of the default
-//! kube-scheduler profile (spec section 1). Plugins that only shape the
+//! The default plugins, one module each, with the rules of the default
+//! kube-scheduler profile (docs/scheduler.md). Plugins that only shape the
 //! queue ([`scheduling_gates`], [`priority_sort`]) are plain functions.
-
-use std::sync::Arc;
-
-use super::framework::Framework;
+//! [`registry`] knows the default set, its order and its weights.
 
 pub mod balanced_allocation;
 pub mod image_locality;
@@ -16,79 +13,8 @@ pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod priority_sort;
+pub mod registry;
 pub mod scheduling_gates;
 pub mod taint_toleration;
 
-/// Plugin names as they appear in configuration, diagnoses and logs.
-pub mod names {
-    pub const PRIORITY_SORT: &str = "PrioritySort";
-    pub const SCHEDULING_GATES: &str = "SchedulingGates";
-    pub const NODE_UNSCHEDULABLE: &str = "NodeUnschedulable";
-    pub const NODE_NAME: &str = "NodeName";
-    pub const TAINT_TOLERATION: &str = "TaintToleration";
-    pub const NODE_AFFINITY: &str = "NodeAffinity";
-    pub const NODE_PORTS: &str = "NodePorts";
-    pub const NODE_RESOURCES_FIT: &str = "NodeResourcesFit";
-    pub const NODE_RESOURCES_BALANCED_ALLOCATION: &str = "NodeResourcesBalancedAllocation";
-    pub const POD_TOPOLOGY_SPREAD: &str = "PodTopologySpread";
-    pub const INTER_POD_AFFINITY: &str = "InterPodAffinity";
-    pub const IMAGE_LOCALITY: &str = "ImageLocality";
-}
-
-/// Default score weights of the default profile. Taints weigh most because
-/// PreferNoSchedule is an explicit operator wish; affinity and spreading
-/// are explicit user wishes; resource balance and image locality are
-/// heuristics.
-pub fn default_weight(plugin: &str) -> i64 {
-    match plugin {
-        names::TAINT_TOLERATION => 3,
-        names::NODE_AFFINITY | names::POD_TOPOLOGY_SPREAD | names::INTER_POD_AFFINITY => 2,
-        _ => 1,
-    }
-}
-
-/// Adds the default plugins in the default profile's order. Filters run
-/// cheapest and most decisive first, so most rejected nodes are rejected
-/// before the expensive topology plugins look at them.
-pub(crate) fn register_defaults(framework: Framework) -> Framework {
-    let strategy = framework.profile().scoring_strategy.clone();
-    let node_unschedulable = Arc::new(node_unschedulable::NodeUnschedulable);
-    let node_name = Arc::new(node_name::NodeName);
-    let taint_toleration = Arc::new(taint_toleration::TaintToleration);
-    let node_affinity = Arc::new(node_affinity::NodeAffinity);
-    let node_ports = Arc::new(node_ports::NodePorts);
-    let fit = Arc::new(node_resources_fit::NodeResourcesFit::new(strategy));
-    let balanced = Arc::new(balanced_allocation::BalancedAllocation);
-    let spread = Arc::new(pod_topology_spread::PodTopologySpread);
-    let inter_pod = Arc::new(inter_pod_affinity::InterPodAffinity::default());
-    let image_locality = Arc::new(image_locality::ImageLocality);
-
-    framework
-        .with_pre_filter(node_affinity.clone())
-        .with_pre_filter(node_ports.clone())
-        .with_pre_filter(fit.clone())
-        .with_pre_filter(spread.clone())
-        .with_pre_filter(inter_pod.clone())
-        .with_filter(node_unschedulable)
-        .with_filter(node_name)
-        .with_filter(taint_toleration.clone())
-        .with_filter(node_affinity.clone())
-        .with_filter(node_ports)
-        .with_filter(fit.clone())
-        .with_filter(spread.clone())
-        .with_filter(inter_pod.clone())
-        .with_pre_score(taint_toleration.clone())
-        .with_pre_score(node_affinity.clone())
-        .with_pre_score(fit.clone())
-        .with_pre_score(balanced.clone())
-        .with_pre_score(spread.clone())
-        .with_pre_score(inter_pod.clone())
-        .with_pre_score(image_locality.clone())
-        .with_score(taint_toleration)
-        .with_score(node_affinity)
-        .with_score(fit)
-        .with_score(spread)
-        .with_score(inter_pod)
-        .with_score(balanced)
-        .with_score(image_locality)
-}
+pub use registry::{default_framework, default_weight, names};

@@ -9,12 +9,12 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod};
 
+use crate::scheduler::framework::types::{NodeInfo, Snapshot, node_labels, node_name};
 use crate::scheduler::framework::{
     CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin, PreFilterPlugin, PreScorePlugin,
     ScorePlugin, Status, default_normalize_score,
 };
-use crate::scheduler::labels::Labels;
-use crate::scheduler::snapshot::{NodeInfo, Snapshot, node_labels, node_name};
+use crate::scheduler::util::labels::Labels;
 
 use super::names;
 

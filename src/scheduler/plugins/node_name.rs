@@ -4,8 +4,8 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::scheduler::framework::types::{NodeInfo, assigned_node};
 use crate::scheduler::framework::{CycleState, FilterPlugin, Plugin, Status};
-use crate::scheduler::snapshot::{NodeInfo, assigned_node};
 
 use super::names;
 

@@ -3,8 +3,8 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::scheduler::framework::types::{HostPort, NodeInfo, Snapshot, pod_host_ports};
 use crate::scheduler::framework::{CycleState, FilterPlugin, Plugin, PreFilterPlugin, Status};
-use crate::scheduler::snapshot::{HostPort, NodeInfo, Snapshot, pod_host_ports};
 
 use super::names;
 

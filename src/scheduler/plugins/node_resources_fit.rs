@@ -5,15 +5,15 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::scheduler::framework::types::{NodeInfo, Snapshot};
 use crate::scheduler::framework::{
     Code, CycleState, FilterPlugin, MAX_NODE_SCORE, Plugin, PreFilterPlugin, PreScorePlugin,
     ScorePlugin, ScoringStrategy, ScoringStrategyType, Status,
 };
-use crate::scheduler::resource::{
+use crate::scheduler::util::resource::{
     RESOURCE_CPU, RESOURCE_EPHEMERAL_STORAGE, RESOURCE_MEMORY, Resource, is_scalar_resource_name,
     pod_requests,
 };
-use crate::scheduler::snapshot::{NodeInfo, Snapshot};
 
 use super::names;
 

@@ -4,8 +4,8 @@
 
 use k8s_openapi::api::core::v1::{Pod, Taint};
 
+use crate::scheduler::framework::types::NodeInfo;
 use crate::scheduler::framework::{CycleState, FilterPlugin, Plugin, Status};
-use crate::scheduler::snapshot::NodeInfo;
 
 use super::names;
 use super::taint_toleration::{EFFECT_NO_SCHEDULE, pod_tolerations, tolerations_tolerate_taint};

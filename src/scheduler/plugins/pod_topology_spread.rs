@@ -20,12 +20,12 @@ use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::scheduler::framework::types::{NodeInfo, PodInfo, Snapshot, pod_labels, pod_namespace};
 use crate::scheduler::framework::{
     CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin, PreFilterPlugin, PreScorePlugin,
     ScorePlugin, Status,
 };
-use crate::scheduler::labels::{Labels, Selector};
-use crate::scheduler::snapshot::{NodeInfo, PodInfo, Snapshot, pod_labels, pod_namespace};
+use crate::scheduler::util::labels::{Labels, Selector};
 
 use super::names;
 use super::node_affinity::RequiredNodeAffinity;

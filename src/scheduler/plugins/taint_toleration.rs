@@ -3,11 +3,11 @@
 
 use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
 
+use crate::scheduler::framework::types::{NodeInfo, Snapshot};
 use crate::scheduler::framework::{
     CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin, PreScorePlugin, ScorePlugin,
     Status, default_normalize_score,
 };
-use crate::scheduler::snapshot::{NodeInfo, Snapshot};
 
 use super::names;
 

@@ -12,9 +12,9 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 
-use super::plugins::names;
-use super::resource::pod_requests;
-use super::snapshot::node_labels;
+use crate::scheduler::framework::types::node_labels;
+use crate::scheduler::plugins::names;
+use crate::scheduler::util::resource::pod_requests;
 
 /// A change that may let a rejected pod fit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

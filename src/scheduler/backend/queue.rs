@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::cluster_event::{ClusterEvent, pending_pod_changed};
-use super::plugins::priority_sort::pod_priority;
-use super::plugins::scheduling_gates::is_gated;
-use super::snapshot::{pod_name, pod_namespace};
+use crate::scheduler::backend::cluster_event::{ClusterEvent, pending_pod_changed};
+use crate::scheduler::framework::types::{pod_name, pod_namespace};
+use crate::scheduler::plugins::priority_sort::pod_priority;
+use crate::scheduler::plugins::scheduling_gates::is_gated;
 
 /// `namespace/name`.
 pub type PodKey = String;

@@ -22,12 +22,14 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use thiserror::Error;
 
-use super::cluster_event::{
+use crate::scheduler::backend::cluster_event::{
     ClusterEvent, assigned_pod_changed, assigned_pod_update_events, node_update_events,
 };
-use super::labels::Labels;
-use super::queue::{PodKey, pod_key};
-use super::snapshot::{PodInfo, Snapshot, assigned_node, is_terminal, node_name};
+use crate::scheduler::backend::queue::{PodKey, pod_key};
+use crate::scheduler::framework::types::{
+    PodInfo, Snapshot, assigned_node, is_terminal, node_name,
+};
+use crate::scheduler::util::labels::Labels;
 
 #[derive(Clone, Debug)]
 struct PodState {

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 use thiserror::Error;
 
-use super::labels::{Labels, NO_LABELS, Selector};
-use super::resource::{Resource, pod_requests};
+use crate::scheduler::util::labels::{Labels, NO_LABELS, Selector};
+use crate::scheduler::util::resource::{Resource, pod_requests};
 
 /// Label every namespace carries with its own name; with it a
 /// `namespaceSelector` can be evaluated even when the snapshot was given no
