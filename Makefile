@@ -61,5 +61,5 @@ deploy-manifests: chart-crd ## regenerate deploy/deploymentlite.yaml: a Namespac
 
 .PHONY: bench-scheduler
 bench-scheduler: ## dlite-scheduler vs kube-scheduler vs a raw binder on the local control plane (BENCH_ARGS=--quick for a short run)
-	cargo build --release --bin dlite-scheduler --bin dlite-bench-scheduler
-	eval "$$(hack/testenv up)" && target/release/dlite-bench-scheduler $(BENCH_ARGS)
+	cargo build --release --bin dlite-scheduler
+	eval "$$(hack/testenv up | grep '^export ')" && cargo bench --bench scheduler -- $(BENCH_ARGS)

@@ -16,6 +16,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use support::dl::{install_crd, manifest, start_controller};
+use support::nodes::{is_ready_and_untainted, kwok_node};
 use support::{TestNamespace, wait_for};
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -66,17 +67,14 @@ async fn ensure_capacity(client: &kube::Client, pods: usize) {
     );
     let extra = (needed - capacity).div_ceil(110);
     for i in 0..extra {
-        let node: Node = serde_json::from_value(json!({
-            "metadata": {
-                "name": format!("kwok-scale-{i}"),
-                "annotations": {"kwok.x-k8s.io/node": "fake"},
-                "labels": {"type": "kwok", "testenv.dlite.dev/node": "scale", "kubernetes.io/hostname": format!("kwok-scale-{i}"),
-                           "topology.kubernetes.io/zone": (["zone-a", "zone-b", "zone-c"][i % 3])}
-            },
-            "status": {"allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
-                       "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"}}
-        }))
-        .unwrap();
+        let name = format!("kwok-scale-{i}");
+        let node = kwok_node(
+            &name,
+            "8",
+            "32Gi",
+            json!({"testenv.dlite.dev/node": "scale", "topology.kubernetes.io/zone": (["zone-a", "zone-b", "zone-c"][i % 3])}),
+            json!([]),
+        );
         nodes
             .patch(
                 &node.name_any(),
@@ -97,20 +95,7 @@ async fn ensure_capacity(client: &kube::Client, pods: usize) {
             let ready = list
                 .items
                 .iter()
-                .filter(|n| {
-                    let ready = n
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c.type_ == "Ready" && c.status == "True");
-                    ready
-                        && n.spec
-                            .as_ref()
-                            .and_then(|s| s.taints.as_ref())
-                            .is_none_or(|t| t.is_empty())
-                })
+                .filter(|n| is_ready_and_untainted(n))
                 .count();
             if ready >= extra {
                 Ok(())

@@ -17,6 +17,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
+use support::nodes::{is_ready_and_untainted, kwok_node};
 use support::{Process, TestNamespace, wait_for};
 
 const BIND: Duration = Duration::from_secs(60);
@@ -78,23 +79,11 @@ impl TestNodes {
         let mut taints = taints.as_array().cloned().unwrap_or_default();
         taints
             .push(json!({"key": TEST_NODE_TAINT, "value": self.namespace, "effect": "NoSchedule"}));
-        let mut all_labels = json!({
-            "type": "kwok",
-            "testenv.dlite.dev/node": "scheduler-test",
-            "kubernetes.io/hostname": name,
-        });
+        let mut all_labels = json!({"testenv.dlite.dev/node": "scheduler-test"});
         if labels.as_object().is_some_and(|o| !o.is_empty()) {
             support::dl::merge(&mut all_labels, &labels);
         }
-        let node: Node = serde_json::from_value(json!({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": all_labels},
-            "spec": {"taints": taints},
-            "status": {"allocatable": {"cpu": cpu, "memory": "32Gi", "pods": "110"},
-                       "capacity": {"cpu": cpu, "memory": "32Gi", "pods": "110"}}
-        }))
-        .unwrap();
+        let node = kwok_node(name, cpu, "32Gi", all_labels, Value::Array(taints));
         self.names.push(name.to_string());
         Api::<Node>::all(self.client.clone())
             .patch(
@@ -116,24 +105,14 @@ impl TestNodes {
                 Duration::from_secs(90),
                 || async {
                     let n = nodes.get(name).await.map_err(|e| e.to_string())?;
-                    let ready = n
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c.type_ == "Ready" && c.status == "True");
-                    let not_ready_taint = n
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.taints.as_ref())
-                        .into_iter()
-                        .flatten()
-                        .any(|t| t.key.starts_with("node.kubernetes.io/"));
-                    if ready && !not_ready_taint {
+                    if is_ready_and_untainted(&n) {
                         Ok(())
                     } else {
-                        Err(format!("ready={ready} not-ready-taint={not_ready_taint}"))
+                        Err(format!(
+                            "conditions {:?}, taints {:?}",
+                            n.status.as_ref().and_then(|s| s.conditions.as_ref()),
+                            n.spec.as_ref().and_then(|s| s.taints.as_ref())
+                        ))
                     }
                 },
             )

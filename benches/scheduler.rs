@@ -1,4 +1,5 @@
-//! Scheduler benchmark on the local control plane (`make bench-scheduler`).
+//! Scheduler benchmark on the local control plane (`make bench-scheduler`,
+//! or `cargo bench --bench scheduler -- --help`).
 //!
 //! For each size (nodes x pods) it creates that many fake kwok nodes, then
 //! for each contender creates the pods as fast as the API server takes
@@ -30,6 +31,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+// The cluster tests' support code: fake nodes and their readiness.
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::nodes::{is_ready_and_untainted, kwok_node};
+
 const BENCH_LABEL: &str = "dlite.dev/bench";
 const DLITE_NAME: &str = "bench-dlite-scheduler";
 const KUBE_NAME: &str = "bench-kube-scheduler";
@@ -37,7 +44,7 @@ const RAW_NAME: &str = "bench-raw-binder";
 
 #[derive(Parser, Debug)]
 #[command(
-    name = "dlite-bench-scheduler",
+    name = "cargo bench --bench scheduler --",
     about = "dlite-scheduler vs kube-scheduler vs a raw binder, on the local control plane"
 )]
 struct Args {
@@ -75,6 +82,9 @@ struct Args {
     /// Pod creations in flight at once.
     #[arg(long, default_value_t = 64)]
     create_concurrency: usize,
+    /// Passed by `cargo bench` to every bench target; nothing to do here.
+    #[arg(long, hide = true)]
+    bench: bool,
     /// Where logs and the table go.
     #[arg(long, default_value = "target/bench-scheduler")]
     out: PathBuf,
@@ -126,16 +136,20 @@ async fn create_nodes(client: &Client, count: usize) -> anyhow::Result<()> {
             let nodes = nodes.clone();
             async move {
                 let name = format!("bench-node-{i:04}");
-                let node: Node = serde_json::from_value(json!({
-                    "apiVersion": "v1", "kind": "Node",
-                    "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                                 "labels": {"type": "kwok", BENCH_LABEL: "true", "kubernetes.io/hostname": name,
-                                            "topology.kubernetes.io/zone": zones[i % 3]}},
-                    "spec": {"taints": [{"key": BENCH_LABEL, "value": "true", "effect": "NoSchedule"}]},
-                    "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                               "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}}
-                }))?;
-                nodes.patch(&name, &PatchParams::apply("dlite-bench").force(), &Patch::Apply(&node)).await?;
+                let node = kwok_node(
+                    &name,
+                    "32",
+                    "256Gi",
+                    json!({BENCH_LABEL: "true", "topology.kubernetes.io/zone": zones[i % 3]}),
+                    json!([{"key": BENCH_LABEL, "value": "true", "effect": "NoSchedule"}]),
+                );
+                nodes
+                    .patch(
+                        &name,
+                        &PatchParams::apply("dlite-bench").force(),
+                        &Patch::Apply(&node),
+                    )
+                    .await?;
                 anyhow::Ok(())
             }
         })
@@ -150,23 +164,7 @@ async fn create_nodes(client: &Client, count: usize) -> anyhow::Result<()> {
         let ready = list
             .items
             .iter()
-            .filter(|n| {
-                let ready = n
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                let lifecycle_taint = n
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.taints.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .any(|t| t.key.starts_with("node.kubernetes.io/"));
-                ready && !lifecycle_taint
-            })
+            .filter(|n| is_ready_and_untainted(n))
             .count();
         if ready >= count {
             eprintln!(
