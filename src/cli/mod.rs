@@ -7,7 +7,7 @@
 
 pub mod args;
 pub mod run;
-pub mod template;
+pub(crate) mod template;
 
 use std::collections::BTreeMap;
 

@@ -3,6 +3,6 @@
 //! executes plans against the API server.
 
 pub mod hash;
-pub mod planner;
+pub(crate) mod planner;
 pub mod reconciler;
-pub mod rollout;
+pub(crate) mod rollout;

@@ -5,13 +5,13 @@
 //! The pure core, with no I/O, so the rules are unit-tested without a
 //! cluster (`scenarios.rs` holds the scenario table):
 //!
-//! - [`framework`]: the plugin interfaces, [`CycleState`], the
-//!   [`Framework`] that runs a profile's plugins, and the data they read
-//!   ([`NodeInfo`], [`Snapshot`]).
+//! - [`framework`]: the plugin interfaces, [`CycleState`](framework::CycleState), the
+//!   [`Framework`](framework::Framework) that runs a profile's plugins, and the data they read
+//!   ([`NodeInfo`](framework::types::NodeInfo), [`Snapshot`](framework::types::Snapshot)).
 //! - [`plugins`]: one module per default plugin, and the registry that
 //!   knows the default set and weights.
-//! - [`schedule_one`]: one cycle for one pod: [`find_nodes_that_fit`],
-//!   [`prioritize_nodes`], [`select_host`], [`fit_error_message`]; the
+//! - [`schedule_one`]: one cycle for one pod: [`find_nodes_that_fit`](schedule_one::find_nodes_that_fit_with),
+//!   [`prioritize_nodes`](schedule_one::prioritize_nodes_with), [`select_host`](schedule_one::select_host), [`fit_error_message`](schedule_one::fit_error_message); the
 //!   `_with` variants fan the nodes out over a
 //!   [`framework::parallelize::Parallelizer`].
 //! - [`util`]: resource quantities, pod requests, labels and selectors.
@@ -31,33 +31,20 @@
 //! events between cycles and runs one cycle at a time), [`run`] (clients,
 //! watches, shutdown) and [`metrics`].
 
-pub mod backend;
+pub(crate) mod backend;
 pub mod binder;
 pub mod config;
 pub mod diagnosis;
 pub mod eventhandlers;
-pub mod framework;
+pub(crate) mod framework;
 pub mod metrics;
-pub mod plugins;
-pub mod rate_limit;
+pub(crate) mod plugins;
+pub(crate) mod rate_limit;
 pub mod run;
-pub mod schedule_one;
-pub mod util;
+pub(crate) mod schedule_one;
+pub(crate) mod util;
 
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]
 pub(crate) mod testing;
-
-pub use framework::{
-    Code, CycleState, Framework, NodeInfo, PodInfo, Profile, ScoringStrategy, ScoringStrategyType,
-    Snapshot, SnapshotError, Status, filter_node,
-};
-pub use plugins::default_framework;
-pub use plugins::priority_sort;
-pub use plugins::scheduling_gates::is_gated;
-pub use schedule_one::{
-    Diagnosis, FilterOutcome, FitError, NodeDiagnosis, NodePluginScores, ScheduleResult,
-    find_nodes_that_fit, find_nodes_that_fit_with, fit_error_message, prioritize_nodes,
-    prioritize_nodes_with, schedule_pod, schedule_pod_with, select_host,
-};

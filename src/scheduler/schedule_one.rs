@@ -98,6 +98,7 @@ pub fn num_feasible_nodes_to_find(
     (num_all_nodes * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
 }
 
+#[cfg(test)]
 /// The filter phase: PreFilter, then nodes from `start_index` onwards
 /// (wrapping) until enough feasible nodes are found or all were examined.
 /// Starting where the previous pod stopped gives every node its turn in
@@ -117,7 +118,7 @@ pub fn find_nodes_that_fit(
     )
 }
 
-/// [`find_nodes_that_fit`] with the nodes filtered on `parallelizer`'s
+/// `find_nodes_that_fit` with the nodes filtered on `parallelizer`'s
 /// threads; the outcome is the same as the sequential one (same nodes
 /// examined, same order, same diagnosis).
 pub fn find_nodes_that_fit_with(
@@ -210,6 +211,7 @@ pub struct NodePluginScores {
     pub total_score: i64,
 }
 
+#[cfg(test)]
 /// Scores the feasible nodes: each score plugin's raw scores are
 /// normalised to 0..=100, multiplied by the plugin's weight and summed.
 /// With a single feasible node there is nothing to rank and scoring is
@@ -231,7 +233,7 @@ pub fn prioritize_nodes(
     )
 }
 
-/// [`prioritize_nodes`] with the raw scores of the nodes computed on
+/// `prioritize_nodes` with the raw scores of the nodes computed on
 /// `parallelizer`'s threads (normalising needs all of them, so it stays
 /// sequential); same result.
 pub fn prioritize_nodes_with(
@@ -379,6 +381,7 @@ impl fmt::Display for FitError {
 
 impl std::error::Error for FitError {}
 
+#[cfg(test)]
 /// Filter, score and select for one pod: the pure middle of a cycle.
 /// `random` breaks ties between equally scored nodes.
 pub fn schedule_pod(
@@ -398,7 +401,7 @@ pub fn schedule_pod(
     )
 }
 
-/// [`schedule_pod`] with filtering and scoring fanned out over
+/// `schedule_pod` with filtering and scoring fanned out over
 /// `parallelizer`; same answer.
 pub fn schedule_pod_with(
     framework: &Framework,

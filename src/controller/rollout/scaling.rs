@@ -23,6 +23,7 @@ pub fn is_saturated(replicas: i32, rs: &RsState) -> bool {
         && rs.available_replicas == replicas
 }
 
+#[cfg(test)]
 /// How many replicas `rs` should gain (positive) or lose (negative) when its
 /// DeploymentLite now allows `replicas + max_surge` pods, with the
 /// ReplicaSet's own status.replicas standing in when it lacks a

@@ -73,17 +73,8 @@ impl SchedulerCache {
         self.pods.len()
     }
 
-    pub fn assumed_count(&self) -> usize {
-        self.pods.values().filter(|p| p.assumed).count()
-    }
-
     pub fn is_assumed(&self, key: &str) -> bool {
         self.pods.get(key).is_some_and(|p| p.assumed)
-    }
-
-    /// The node a pod is counted on, assumed or confirmed.
-    pub fn node_of(&self, key: &str) -> Option<&str> {
-        self.pods.get(key).map(|p| p.node.as_str())
     }
 
     pub fn pod_keys(&self) -> impl Iterator<Item = &PodKey> {

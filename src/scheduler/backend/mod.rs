@@ -2,7 +2,7 @@
 //! pkg/scheduler/backend), still without I/O:
 //!
 //! - [`cache`]: the watches' nodes and assigned pods plus assumed pods,
-//!   kept as one [`Snapshot`](crate::scheduler::framework::Snapshot)
+//!   kept as one [`Snapshot`](crate::scheduler::framework::types::Snapshot)
 //!   updated in place.
 //! - [`queue`]: activeQ (PrioritySort), backoffQ, unschedulable and gated
 //!   pods.

@@ -26,7 +26,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::scheduler::backend::cluster_event::{ClusterEvent, pending_pod_changed};
 use crate::scheduler::framework::types::{pod_name, pod_namespace};
-use crate::scheduler::plugins::priority_sort::pod_priority;
+use crate::scheduler::plugins::priority_sort::{self, pod_priority};
 use crate::scheduler::plugins::scheduling_gates::is_gated;
 
 /// `namespace/name`.
@@ -112,9 +112,8 @@ impl Ord for ActiveItem {
     /// The heap pops the greatest item: the highest priority, then the
     /// earliest enqueued (PrioritySort).
     fn cmp(&self, other: &Self) -> Ordering {
-        self.priority
-            .cmp(&other.priority)
-            .then_with(|| other.seq.cmp(&self.seq))
+        // `self` is greater when PrioritySort pops it before `other`.
+        priority_sort::compare(other.priority, &other.seq, self.priority, &self.seq)
     }
 }
 
@@ -157,22 +156,16 @@ impl SchedulingQueue {
         }
     }
 
-    pub fn config(&self) -> &QueueConfig {
-        &self.config
-    }
-
     pub fn len(&self) -> usize {
         self.pods.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.pods.is_empty()
-    }
-
+    #[cfg(test)]
     pub fn contains(&self, key: &str) -> bool {
         self.pods.contains_key(key)
     }
 
+    #[cfg(test)]
     pub fn location(&self, key: &str) -> Option<Location> {
         self.pods.get(key).map(|e| e.location)
     }
@@ -370,11 +363,6 @@ impl SchedulingQueue {
             }
         }
         None
-    }
-
-    pub fn has_active(&self) -> bool {
-        // Stale items may remain; pop() skips them. This is only a hint.
-        !self.active.is_empty()
     }
 
     fn bump(&mut self) -> u64 {

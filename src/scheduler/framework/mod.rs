@@ -6,8 +6,8 @@
 //! - [`cycle_state`]: [`CycleState`], one pod's scratch space for a cycle.
 //! - [`runtime`]: the [`Framework`] that runs a profile's plugins, and the
 //!   configurable [`Profile`].
-//! - [`types`]: [`NodeInfo`] (a node with its pods and precomputed sums),
-//!   [`PodInfo`] and the [`Snapshot`] of all nodes a cycle reads. Upstream
+//! - [`types`]: [`NodeInfo`](types::NodeInfo) (a node with its pods and precomputed sums),
+//!   [`PodInfo`](types::PodInfo) and the [`Snapshot`](types::Snapshot) of all nodes a cycle reads. Upstream
 //!   keeps the snapshot type in its cache package; here it is plain data
 //!   the plugins read, so it sits beside them, and `backend::cache` keeps
 //!   it up to date.
@@ -28,4 +28,3 @@ pub use runtime::{
     Framework, Profile, ResourceSpec, ScoringStrategy, ScoringStrategyType, filter_node,
     run_pre_filter_plugins,
 };
-pub use types::{NodeInfo, PodInfo, Snapshot, SnapshotError};

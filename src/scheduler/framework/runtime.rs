@@ -72,7 +72,7 @@ pub struct Profile {
     #[serde(default)]
     pub scoring_strategy: ScoringStrategy,
     /// Percentage of nodes to look at in large clusters; None or 0 means
-    /// adaptive (see [`num_feasible_nodes_to_find`]).
+    /// adaptive (see [`num_feasible_nodes_to_find`](crate::scheduler::schedule_one::num_feasible_nodes_to_find)).
     #[serde(default)]
     pub percentage_of_nodes_to_score: Option<u32>,
 }

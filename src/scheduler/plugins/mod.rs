@@ -17,4 +17,4 @@ pub mod registry;
 pub mod scheduling_gates;
 pub mod taint_toleration;
 
-pub use registry::{default_framework, default_weight, names};
+pub use registry::{default_framework, names};

@@ -11,17 +11,19 @@ pub fn pod_priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
-/// `Ordering::Less` when `a` should be popped before `b`. Enqueue times may
-/// be any ordered type (a timestamp, a sequence number).
-pub fn compare<T: Ord>(a: &Pod, a_enqueued: &T, b: &Pod, b_enqueued: &T) -> Ordering {
-    pod_priority(b)
-        .cmp(&pod_priority(a))
+/// `Ordering::Less` when a pod of priority `a_priority` enqueued at
+/// `a_enqueued` should be popped before one of `b_priority` enqueued at
+/// `b_enqueued`. Enqueue times may be any ordered type (a timestamp, a
+/// sequence number). The active queue's heap orders by this.
+pub fn compare<T: Ord>(
+    a_priority: i32,
+    a_enqueued: &T,
+    b_priority: i32,
+    b_enqueued: &T,
+) -> Ordering {
+    b_priority
+        .cmp(&a_priority)
         .then_with(|| a_enqueued.cmp(b_enqueued))
-}
-
-/// Whether `a` goes strictly before `b`.
-pub fn less<T: Ord>(a: &Pod, a_enqueued: &T, b: &Pod, b_enqueued: &T) -> bool {
-    compare(a, a_enqueued, b, b_enqueued) == Ordering::Less
 }
 
 #[cfg(test)]
@@ -31,30 +33,22 @@ mod tests {
 
     #[test]
     fn higher_priority_first_then_earlier_enqueue() {
-        let high = pod("high").priority(1000).build();
-        let low = pod("low").build();
-        let negative = pod("neg").priority(-5).build();
-        assert!(less(&high, &2, &low, &1), "priority beats arrival");
-        assert!(less(&low, &1, &negative, &0));
-        let early = pod("a").priority(7).build();
-        let late = pod("b").priority(7).build();
-        assert!(less(&early, &1, &late, &2));
-        assert!(!less(&late, &2, &early, &1));
-        assert_eq!(compare(&early, &1, &late, &1), Ordering::Equal);
+        let before = |a: i32, ta: u64, b: i32, tb: u64| compare(a, &ta, b, &tb) == Ordering::Less;
+        assert!(before(1000, 2, 0, 1), "priority beats arrival");
+        assert!(before(0, 1, -5, 0), "absent priority (0) beats negative");
+        assert!(before(7, 1, 7, 2), "equal priority: earlier first");
+        assert!(!before(7, 2, 7, 1));
+        assert_eq!(compare(7, &1, 7, &1), Ordering::Equal);
 
-        let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-        let t1 = t0 + chrono::Duration::seconds(1);
-        let mut queue = [
-            (late.clone(), t1),
-            (low.clone(), t0),
-            (high.clone(), t1),
-            (early.clone(), t0),
-        ];
-        queue.sort_by(|(a, ta), (b, tb)| compare(a, ta, b, tb));
-        let order: Vec<&str> = queue
-            .iter()
-            .map(|(p, _)| p.metadata.name.as_deref().unwrap())
-            .collect();
+        let mut queue = [("b", 7, 1), ("low", 0, 0), ("high", 1000, 1), ("a", 7, 0)];
+        queue.sort_by(|(_, pa, ta), (_, pb, tb)| compare(*pa, ta, *pb, tb));
+        let order: Vec<&str> = queue.iter().map(|(n, _, _)| *n).collect();
         assert_eq!(order, ["high", "a", "b", "low"]);
+    }
+
+    #[test]
+    fn priority_is_spec_priority_or_zero() {
+        assert_eq!(pod_priority(&pod("p").priority(-3).build()), -3);
+        assert_eq!(pod_priority(&pod("p").build()), 0);
     }
 }

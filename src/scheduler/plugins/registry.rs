@@ -12,8 +12,6 @@ use crate::scheduler::framework::{Framework, Profile, ScorePlugin};
 
 /// Plugin names as they appear in configuration, diagnoses and logs.
 pub mod names {
-    pub const PRIORITY_SORT: &str = "PrioritySort";
-    pub const SCHEDULING_GATES: &str = "SchedulingGates";
     pub const NODE_UNSCHEDULABLE: &str = "NodeUnschedulable";
     pub const NODE_NAME: &str = "NodeName";
     pub const TAINT_TOLERATION: &str = "TaintToleration";
@@ -93,6 +91,7 @@ pub fn default_framework(profile: Profile) -> Framework {
     })
 }
 
+#[cfg(test)]
 /// A score plugin's weight under `profile`: the profile's own, else the
 /// default.
 pub fn weight(profile: &Profile, plugin: &str) -> i64 {

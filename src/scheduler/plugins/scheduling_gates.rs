@@ -17,20 +17,6 @@ pub fn is_gated(pod: &Pod) -> bool {
     !gates(pod).is_empty()
 }
 
-/// Why a gated pod is waiting, in the upstream wording (gate names in
-/// brackets, space-separated); None when it is not gated.
-pub fn gated_message(pod: &Pod) -> Option<String> {
-    let gates = gates(pod);
-    if gates.is_empty() {
-        return None;
-    }
-    let names: Vec<&str> = gates.iter().map(|g| g.name.as_str()).collect();
-    Some(format!(
-        "waiting for scheduling gates: [{}]",
-        names.join(" ")
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,16 +25,11 @@ mod tests {
     #[test]
     fn gates() {
         assert!(!is_gated(&pod("p").build()));
-        assert_eq!(gated_message(&pod("p").build()), None);
         let p = pod("p")
             .gate("example.com/quota")
             .gate("example.com/b")
             .build();
         assert!(is_gated(&p));
-        assert_eq!(
-            gated_message(&p).as_deref(),
-            Some("waiting for scheduling gates: [example.com/quota example.com/b]")
-        );
         let mut empty = pod("p").build();
         empty.spec.as_mut().unwrap().scheduling_gates = Some(vec![]);
         assert!(!is_gated(&empty), "an empty list gates nothing");
