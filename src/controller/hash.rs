@@ -1,4 +1,4 @@
-//! Identity of a revision: the pod-template hash (spec section 1).
+//! Identity of a revision: the pod-template hash (docs/controller.md §1).
 //!
 //! Upstream hashes a Go-specific dump of the template, which no other
 //! language can reproduce. DeploymentLite hashes a canonical JSON form

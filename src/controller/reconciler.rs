@@ -356,7 +356,7 @@ async fn reconcile_inner(
     execute(&ctx, &dl, &ns, plan).await
 }
 
-/// Section 10: keep ours that still match, release ours that no longer do,
+/// docs/controller.md §10: keep ours that still match, release ours that no longer do,
 /// adopt matching orphans (after re-reading the owner from the API server,
 /// so a deleted-and-recreated object never adopts its predecessor's
 /// children), ignore what another controller owns.
@@ -595,7 +595,7 @@ async fn execute(
 
 /// The new ReplicaSet's name is taken. If it is ours with our template, the
 /// cache was just behind; otherwise bump collisionCount so the next sync
-/// hashes to a new name (section 1), and say so.
+/// hashes to a new name (docs/controller.md §1), and say so.
 async fn handle_name_collision(
     ctx: &Context,
     dl: &DeploymentLite,

@@ -28,7 +28,7 @@ use thiserror::Error;
 use super::framework::{Profile, ResourceSpec, ScoringStrategy, ScoringStrategyType};
 use super::plugins::names;
 
-/// kube-scheduler's default client limits (spec section 5): QPS 50, burst 100.
+/// kube-scheduler's default client limits (docs/scheduler.md §5): QPS 50, burst 100.
 pub const DEFAULT_QPS: f64 = 50.0;
 pub const DEFAULT_BURST: u32 = 100;
 pub const DEFAULT_BIND_CONCURRENCY: usize = 128;

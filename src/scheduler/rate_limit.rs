@@ -2,8 +2,8 @@
 //!
 //! kube's `Client` sends requests as fast as they are made. A scheduler
 //! that binds thousands of pods must not flood the API server, and a fair
-//! comparison with kube-scheduler needs the same limits on both (spec
-//! section 5), so every request passes a token bucket: `qps` tokens per
+//! comparison with kube-scheduler needs the same limits on both (docs/scheduler.md
+//! §5), so every request passes a token bucket: `qps` tokens per
 //! second, at most `burst` saved up. The limit sits in the client's tower
 //! stack, below kube's request buffer, so waiting requests queue in order.
 

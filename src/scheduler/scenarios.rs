@@ -1,4 +1,4 @@
-//! The scenario table of spec section 4, one test per row, run through the
+//! The scenario table of docs/scheduler.md §4, one test per row, run through the
 //! default framework (all plugins, default profile) unless a row is about
 //! one plugin's raw numbers.
 
@@ -461,7 +461,7 @@ fn row_20_image_locality() {
     // Each image is on 1 of 2 nodes: (40 + 300) / 2 = 170 MiB.
     //
     // The table's 15 is 100 * (170 - 23) / (1000 - 23): the cap of one
-    // container's 1000 MiB. Section 1's rule (and current kube-scheduler)
+    // container's 1000 MiB. docs/scheduler.md §1's rule (and current kube-scheduler)
     // caps at 1000 MiB *per container*; this pod has two, so
     // 100 * (170 - 23) / (2000 - 23) = 7. The rule is implemented; both
     // numbers are pinned here so a change of either is deliberate.

@@ -5,8 +5,9 @@
 //! steps live in `sync`, `rolling`, `recreate`, `rollback` and `progress`.
 //!
 //! [`plan`] takes the object, the ReplicaSets it controls, their pods and the
-//! time, and returns the writes one upstream sync would make (section 2 of
-//! the spec) plus the status to record. The reconciler executes the actions
+//! time, and returns the writes one upstream sync would make
+//! (docs/controller.md §2) plus the status to record. The reconciler
+//! executes the actions
 //! in order; each ReplicaSet write carries the resourceVersion the decision
 //! was taken on, so a decision made from stale state fails instead of
 //! applying.
@@ -195,7 +196,7 @@ struct Sync<'a> {
     actions: Vec<Action>,
 }
 
-/// Plans one sync (spec section 2).
+/// Plans one sync (docs/controller.md §2).
 pub fn plan(input: SyncInput<'_>) -> Plan {
     let dl = input.dl;
     let mut status = dl.status.clone().unwrap_or_default();

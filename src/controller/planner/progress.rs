@@ -18,7 +18,7 @@ impl<'a> Sync<'a> {
         )
     }
 
-    /// Section 7: counts and the Available condition.
+    /// docs/controller.md §7: counts and the Available condition.
     pub(super) fn calculate_status(&mut self) {
         let all: Vec<RsState> = self.all_states();
         let spec_total: i32 = all.iter().map(|r| r.spec_replicas).sum();
@@ -98,7 +98,7 @@ impl<'a> Sync<'a> {
         }
     }
 
-    /// Section 7 and 10: status plus the Progressing condition and the
+    /// docs/controller.md §7 and §10: status plus the Progressing condition and the
     /// progress deadline.
     pub(super) fn finish_rollout_status(mut self) -> Plan {
         let previous = self.dl.status.clone().unwrap_or_default();
@@ -192,7 +192,7 @@ impl<'a> Sync<'a> {
     }
 
     /// Requeue when the progress deadline would pass, so it is reported on
-    /// time without polling (section 10: at that moment, plus one second).
+    /// time without polling (docs/controller.md §10: at that moment, plus one second).
     pub(super) fn requeue_after(&self) -> Option<Duration> {
         if self.dl.spec.paused {
             return None;

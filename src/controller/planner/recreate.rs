@@ -4,7 +4,7 @@
 use super::*;
 
 impl<'a> Sync<'a> {
-    /// Section 4.
+    /// docs/controller.md §4.
     pub(super) fn rollout_recreate(mut self) -> Plan {
         self.sync_revision_and_new_rs(false);
         let mut scaled_down = false;

@@ -5,7 +5,7 @@
 use super::*;
 
 impl<'a> Sync<'a> {
-    /// Section 5: a rollback request. The request is cleared in every case.
+    /// docs/controller.md §5: a rollback request. The request is cleared in every case.
     pub(super) fn rollback(&mut self, revision: i64) {
         let kind = "DeploymentLite";
         let name = self.dl.name_any();
@@ -27,7 +27,7 @@ impl<'a> Sync<'a> {
         }
         let found = self.all().find(|r| r.state.revision == target).cloned();
         // Fix: the target is the current template when it is the new
-        // ReplicaSet (found as section 1 says, ignoring defaulted fields).
+        // ReplicaSet (found as docs/controller.md §1 says, ignoring defaulted fields).
         // The exact comparison below alone never matched a real
         // ReplicaSet's defaulted template against the user's, so a rollback
         // to the current revision "succeeded" by copying the defaulted

@@ -5,7 +5,7 @@
 use super::*;
 
 impl<'a> Sync<'a> {
-    /// Section 3.
+    /// docs/controller.md §3.
     pub(super) fn rollout_rolling(mut self) -> Plan {
         self.sync_revision_and_new_rs(true);
         if self.reconcile_new_rs() {

@@ -5,7 +5,7 @@
 use super::*;
 
 impl<'a> Sync<'a> {
-    /// Section 5: the new ReplicaSet's revision is max(old)+1 (only ever
+    /// docs/controller.md §5: the new ReplicaSet's revision is max(old)+1 (only ever
     /// raised); its annotations, minReadySeconds and the object's own
     /// revision annotation follow. With `create`, a missing new ReplicaSet
     /// is created at its computed size.
@@ -179,7 +179,7 @@ impl<'a> Sync<'a> {
         self.annotate_deployment(revision);
     }
 
-    /// Section 6: Progressing=Unknown DeploymentPaused / DeploymentResumed.
+    /// docs/controller.md §6: Progressing=Unknown DeploymentPaused / DeploymentResumed.
     pub(super) fn check_paused_conditions(&mut self) {
         if !self.has_progress_deadline() {
             return;
@@ -215,14 +215,14 @@ impl<'a> Sync<'a> {
     }
 
     /// An active ReplicaSet whose desired-replicas annotation differs from
-    /// spec.replicas means the object was scaled (section 2, step 7).
+    /// spec.replicas means the object was scaled (docs/controller.md §2, step 7).
     pub(super) fn is_scaling_event(&self) -> bool {
         self.all()
             .filter(|r| r.state.spec_replicas > 0)
             .any(|r| r.state.desired_replicas.is_some_and(|d| d != self.replicas))
     }
 
-    /// Section 8.
+    /// docs/controller.md §8.
     pub(super) fn proportional_scale(&mut self) {
         let new_state = self.new_rs.as_ref().map(|r| r.state.clone());
         let old_states: Vec<RsState> = self.old_rses.iter().map(|r| r.state.clone()).collect();
@@ -238,7 +238,7 @@ impl<'a> Sync<'a> {
         }
     }
 
-    /// Section 9.
+    /// docs/controller.md §9.
     pub(super) fn cleanup_history(&mut self) {
         let old: Vec<RsState> = self.old_rses.iter().map(|r| r.state.clone()).collect();
         for name in cleanup::history_to_delete(&old, self.dl.spec.revision_history_limit) {

@@ -1,8 +1,8 @@
 //! Plan-level tests: real objects (built from JSON, as the API server would
 //! return them) go through [`plan`], and the actions and status that come
 //! out are asserted exactly. The arithmetic itself is tested row by row in
-//! `rollout/`; here the question is whether one sync orders it as section 2
-//! of the spec says, with the right objects, annotations, preconditions,
+//! `rollout/`; here the question is whether one sync orders it as
+//! docs/controller.md §2 says, with the right objects, annotations, preconditions,
 //! events and conditions.
 
 use std::collections::BTreeMap;
@@ -798,7 +798,7 @@ fn paused_object_creates_nothing_but_still_scales() {
 
 #[test]
 fn paused_object_scales_a_rollout_proportionally() {
-    // Row 30 again, but paused: section 8 runs while paused.
+    // Row 30 again, but paused: docs/controller.md §8 runs while paused.
     let mut v = at_revision(rolling(dl_json(15, "nginx:2"), json!(3), json!(2)), 2);
     v["spec"]["paused"] = json!(true);
     let rses = vec![
@@ -1032,7 +1032,7 @@ fn rollback_to_a_missing_revision_is_refused_and_cleared() {
 #[test]
 fn rollback_to_the_current_template_is_refused_and_cleared() {
     // The object holds the user's template, its ReplicaSet the defaulted
-    // copy: still the same template (section 1).
+    // copy: still the same template (docs/controller.md §1).
     let unchanged = vec![
         Action::Event {
             type_: EventType::Warning,

@@ -1,4 +1,4 @@
-//! Resolving a rolling update's bounds (spec section 3, "Resolving the
+//! Resolving a rolling update's bounds (docs/controller.md §3, "Resolving the
 //! bounds"): maxSurge and maxUnavailable are absolute numbers or percentages
 //! of `spec.replicas`, and together they fence how far a rollout may go above
 //! and below the desired size.
@@ -122,7 +122,7 @@ pub fn bounds_for(
 /// The number of available pods a rollout must keep: replicas - maxUnavailable.
 ///
 /// With Recreate bounds this is `replicas`, which is the threshold of the
-/// `Available` condition (section 7) for both strategies.
+/// `Available` condition (docs/controller.md §7) for both strategies.
 pub fn min_available(replicas: i32, bounds: &Bounds) -> i32 {
     (replicas - bounds.max_unavailable).max(0)
 }

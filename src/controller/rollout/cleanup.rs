@@ -1,4 +1,4 @@
-//! History cleanup (spec section 9): old ReplicaSets are the revision history
+//! History cleanup (docs/controller.md §9): old ReplicaSets are the revision history
 //! that rollbacks go back to; `revisionHistoryLimit` says how many to keep.
 
 use super::{RsState, by_creation};

@@ -1,7 +1,7 @@
 //! The pure rollout arithmetic of the Deployment controller, ported as rules
-//! from ../shared/spec/deployment-semantics.md. Nothing here does I/O: every
+//! from docs/controller.md. Nothing here does I/O: every
 //! function takes plain values and returns plain values, so the scenario
-//! table of the spec can be tested row by row.
+//! table of docs/controller.md §11 can be tested row by row.
 //!
 //! A ReplicaSet is seen through [`RsState`], which the reconciler builds
 //! from the real apps/v1 ReplicaSet.

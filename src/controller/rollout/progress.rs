@@ -1,4 +1,4 @@
-//! Rollout progress (spec sections 7 and 10): when a rollout is complete,
+//! Rollout progress (docs/controller.md §7 and §10): when a rollout is complete,
 //! when it has missed its progress deadline, and the bookkeeping of the
 //! `Available` / `Progressing` / `ReplicaFailure` conditions.
 
@@ -29,7 +29,7 @@ pub fn is_complete(
 ///
 /// No deadline, or the largest i32 (upstream's way of saying "never"), never
 /// times out. The caller deals with the condition's reason (a complete or
-/// already timed-out rollout needs no check) and with pause (section 6: the
+/// already timed-out rollout needs no check) and with pause (docs/controller.md §6: the
 /// clock does not run while paused).
 pub fn timed_out(
     progress_deadline_seconds: Option<i32>,
@@ -239,7 +239,7 @@ mod tests {
         );
     }
 
-    // Section 7: condition timestamps.
+    // docs/controller.md §7: condition timestamps.
 
     fn at(sec: u32) -> DateTime<Utc> {
         t(2, sec)

@@ -1,4 +1,4 @@
-//! The RollingUpdate strategy's arithmetic (spec section 3): how far the new
+//! The RollingUpdate strategy's arithmetic (docs/controller.md §3): how far the new
 //! ReplicaSet may grow, and how far the old ones may shrink, without leaving
 //! the band [replicas - maxUnavailable, replicas + maxSurge].
 //!
@@ -101,7 +101,7 @@ pub fn scale_down_old_replica_sets_for_rolling_update(
     (changes, total_scaled_down)
 }
 
-/// The whole old-ReplicaSet scale-down of one RollingUpdate sync (section 3,
+/// The whole old-ReplicaSet scale-down of one RollingUpdate sync (docs/controller.md §3,
 /// steps 1-3). Returns the final size of every old ReplicaSet whose spec
 /// changes, oldest first.
 ///

@@ -1,4 +1,4 @@
-//! Proportional scaling (spec section 8): when `spec.replicas` changes in
+//! Proportional scaling (docs/controller.md §8): when `spec.replicas` changes in
 //! the middle of a rollout (or while paused), the change is spread over the
 //! active ReplicaSets in proportion to their size, so the rollout carries on
 //! from the same relative position instead of restarting.
@@ -97,7 +97,7 @@ pub fn get_proportion(
     }
 }
 
-/// The whole scaling step of section 8. Returns the spec size of every
+/// The whole scaling step of docs/controller.md §8. Returns the spec size of every
 /// ReplicaSet to write.
 ///
 /// `old_rses` are all old ReplicaSets, active or not; `new_rs` is absent
@@ -152,7 +152,7 @@ pub fn scale(
         .chain(new_rs.filter(|rs| rs.is_active()))
         .collect();
     // The DeploymentLite's status.replicas is the sum of its ReplicaSets'
-    // (section 7); it is the fraction's fallback for a missing annotation.
+    // (docs/controller.md §7); it is the fraction's fallback for a missing annotation.
     let status_replicas: i32 = old_rses
         .iter()
         .chain(new_rs)

@@ -1,8 +1,8 @@
 //! Spreads per-node work of one scheduling cycle over a thread pool while
 //! keeping the answer the sequential loop would give.
 //!
-//! The filter phase stops once enough feasible nodes are found (spec
-//! section 2), so "which nodes were examined" must not depend on thread
+//! The filter phase stops once enough feasible nodes are found (docs/scheduler.md
+//! §2), so "which nodes were examined" must not depend on thread
 //! timing: workers claim fixed-size chunks of the node order strictly in
 //! increasing order, so the examined nodes always form a prefix of that
 //! order without gaps, and the caller cuts that prefix exactly where the
