@@ -16,3 +16,6 @@ pub mod controller;
 pub mod runtime;
 pub mod scheduler;
 pub mod telemetry;
+
+#[cfg(test)]
+mod fake_api;

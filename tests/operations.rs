@@ -17,37 +17,10 @@ use support::dl::{
     Sampler, free_port, install_crd, manifest, replica_sets, rs_replicas, set_image,
     start_controller_with, wait_complete,
 };
-use support::{Process, TestNamespace, wait_for};
+use support::{Process, TestNamespace, http_get, metric, wait_for};
 
 const ROLLOUT: Duration = Duration::from_secs(90);
 const LEASE_SECONDS: u64 = 6;
-
-/// GET http://127.0.0.1:port/path: (status code, body).
-fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
-    let code = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("bad response {raw:?}"))?;
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
-}
-
-/// The value of an unlabelled series in a metrics page.
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines().find_map(|l| {
-        l.strip_prefix(&format!("{name} "))
-            .and_then(|v| v.trim().parse().ok())
-    })
-}
 
 /// One replica of a component running with leader election.
 struct Replica {

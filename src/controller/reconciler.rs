@@ -667,3 +667,7 @@ async fn write_status(
         })?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "reconciler_tests.rs"]
+mod tests;

@@ -146,3 +146,132 @@ impl Recorder {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::fake_api::{FakeApi, echo, status};
+
+    const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
+
+    fn regarding(uid: &str) -> ObjectReference {
+        ObjectReference {
+            kind: Some("DeploymentLite".into()),
+            namespace: Some("ns".into()),
+            name: Some("web".into()),
+            uid: Some(uid.into()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_identical_event_becomes_a_series_and_a_new_message_a_new_event() {
+        let api = FakeApi::start(|r| echo(r, "1"));
+        let recorder = Recorder::new(api.client.clone(), "dlite-controller", None);
+        let web = regarding("u1");
+        let scale = |note: &'static str| {
+            let recorder = recorder.clone();
+            let web = web.clone();
+            async move {
+                recorder
+                    .publish(&web, EventType::Normal, "ScalingReplicaSet", "Scale", note)
+                    .await
+                    .unwrap()
+            }
+        };
+        scale("Scaled up replica set web-1 from 0 to 1").await;
+        scale("Scaled up replica set web-1 from 1 to 2").await;
+        scale("Scaled up replica set web-1 from 1 to 2").await;
+        scale("Scaled up replica set web-1 from 1 to 2").await;
+
+        let r = api.requests();
+        let lines: Vec<String> = r.iter().map(|r| r.line()).collect();
+        let second = r[1].body["metadata"]["name"].as_str().unwrap().to_string();
+        assert_eq!(
+            lines,
+            [
+                format!("POST {EVENTS}"),
+                format!("POST {EVENTS}"),
+                format!("PATCH {EVENTS}/{second}"),
+                format!("PATCH {EVENTS}/{second}"),
+            ],
+            "a different message is a new event (the rollout history), the same one a series"
+        );
+        assert_eq!(r[0].body["note"], "Scaled up replica set web-1 from 0 to 1");
+        assert_eq!(r[0].body["type"], "Normal");
+        assert_eq!(r[0].body["reportingController"], "dlite-controller");
+        assert_eq!(r[0].body["regarding"]["uid"], "u1");
+        assert_eq!(r[2].body["series"]["count"], 2);
+        assert_eq!(r[3].body["series"]["count"], 3);
+    }
+
+    #[tokio::test]
+    async fn the_same_message_about_another_object_is_its_own_event() {
+        let api = FakeApi::start(|r| echo(r, "1"));
+        let recorder = Recorder::new(api.client.clone(), "dlite-controller", None);
+        for uid in ["u1", "u2"] {
+            recorder
+                .publish(
+                    &regarding(uid),
+                    EventType::Warning,
+                    "R",
+                    "Reconcile",
+                    "same",
+                )
+                .await
+                .unwrap();
+        }
+        let r = api.requests();
+        assert_eq!(r.len(), 2);
+        assert!(r.iter().all(|r| r.method == "POST"));
+        assert_eq!(r[1].body["type"], "Warning");
+    }
+
+    #[tokio::test]
+    async fn a_series_whose_event_expired_starts_a_new_event() {
+        let api = FakeApi::start(|r| {
+            if r.method == "PATCH" {
+                return status(404, "NotFound", "events.events.k8s.io not found");
+            }
+            echo(r, "1")
+        });
+        let recorder = Recorder::new(api.client.clone(), "dlite-controller", None);
+        for _ in 0..2 {
+            recorder
+                .publish(
+                    &regarding("u1"),
+                    EventType::Normal,
+                    "R",
+                    "Reconcile",
+                    "note",
+                )
+                .await
+                .unwrap();
+        }
+        let methods: Vec<String> = api.requests().iter().map(|r| r.method.clone()).collect();
+        assert_eq!(methods, ["POST", "PATCH", "POST"]);
+        assert!(json!(api.requests()[2].body["series"]).is_null());
+    }
+
+    #[tokio::test]
+    async fn a_failure_other_than_404_is_returned_to_the_caller() {
+        let api = FakeApi::start(|_| status(403, "Forbidden", "events is forbidden"));
+        let recorder = Recorder::new(api.client.clone(), "dlite-controller", None);
+        let err = recorder
+            .publish(
+                &regarding("u1"),
+                EventType::Normal,
+                "R",
+                "Reconcile",
+                "note",
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 403),
+            "{err:?}"
+        );
+    }
+}

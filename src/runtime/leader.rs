@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::{Api, Client};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 use prometheus_client::metrics::gauge::Gauge;
@@ -166,5 +166,102 @@ async fn watchdog(leases: &Api<Lease>, name: &str, identity: &str, duration: u64
             warn!(valid_for, "the lease was not renewed in time");
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use serde_json::json;
+
+    use super::*;
+    use crate::fake_api::{FakeApi, status};
+
+    const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/ns/leases/dlite";
+
+    fn lease(holder: &str, renewed: Timestamp) -> serde_json::Value {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "dlite", "namespace": "ns"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                     "renewTime": MicroTime(renewed)}
+        })
+    }
+
+    /// Runs the watchdog on paused tokio time (its polling sleeps pass at
+    /// once); `Some` with the number of Lease reads when it fired within
+    /// `limit` of tokio time, `None` when it did not.
+    async fn watchdog_fires_within(api: &FakeApi, limit: Duration) -> Option<usize> {
+        let leases: Api<Lease> = Api::namespaced(api.client.clone(), "ns");
+        match tokio::time::timeout(limit, watchdog(&leases, "dlite", "me", 15, 5)).await {
+            Ok(()) => Some(api.requests().len()),
+            Err(_) => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_the_work_when_another_identity_holds_the_lease() {
+        let api = FakeApi::start(|_| (200, lease("someone-else", Timestamp::now())));
+        let reads = watchdog_fires_within(&api, Duration::from_secs(60)).await;
+        assert_eq!(
+            reads,
+            Some(1),
+            "fires on the first read naming another holder"
+        );
+        assert!(api.lines().iter().all(|l| l == &format!("GET {LEASE}")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_the_work_when_the_lease_is_gone() {
+        let api = FakeApi::start(|_| status(404, "NotFound", "leases \"dlite\" not found"));
+        assert_eq!(
+            watchdog_fires_within(&api, Duration::from_secs(60)).await,
+            Some(1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keeps_working_while_our_renewals_keep_the_lease_valid() {
+        // Renewed "now" at every read, as the lease manager does.
+        let api = FakeApi::start(|_| (200, lease("me", Timestamp::now())));
+        assert_eq!(
+            watchdog_fires_within(&api, Duration::from_secs(60)).await,
+            None
+        );
+        assert!(api.requests().len() > 10, "it kept checking");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_the_work_before_an_unrenewed_lease_could_pass_to_a_standby() {
+        // Ours, but last renewed 11 s ago: 15 - 11 = 4 s of validity left,
+        // under the 5 s grace, so a standby may take it over soon.
+        let stale = Timestamp::now() - SignedDuration::from_secs(11);
+        let api = FakeApi::start(move |_| (200, lease("me", stale)));
+        assert_eq!(
+            watchdog_fires_within(&api, Duration::from_secs(60)).await,
+            Some(1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_lease_is_judged_by_the_last_confirmed_renewal() {
+        // The API server is unreachable: the watchdog must not wait forever.
+        let api = FakeApi::start(|_| status(503, "ServiceUnavailable", "etcd is down"));
+        let leases: Api<Lease> = Api::namespaced(api.client.clone(), "ns");
+        let start = std::time::Instant::now();
+        // Real time: validity is judged on the wall clock, so this waits the
+        // (15 - 5) seconds a lease stays usable after its last renewal.
+        tokio::time::resume();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            watchdog(&leases, "dlite", "me", 15, 5),
+        )
+        .await
+        .expect("the watchdog gives up once the last renewal is too old");
+        let waited = start.elapsed();
+        assert!(
+            (Duration::from_secs(9)..Duration::from_secs(13)).contains(&waited),
+            "gave up after {waited:?}"
+        );
     }
 }

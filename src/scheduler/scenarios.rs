@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm
 
 use super::framework::types::Snapshot;
 use super::framework::{Code, Profile, Status, filter_node, run_pre_filter_plugins};
-use super::plugins::image_locality::{ImageLocality, calculate_priority};
+use super::plugins::image_locality::ImageLocality;
 use super::plugins::taint_toleration::TaintToleration;
 use super::plugins::{default_framework, names};
 use super::schedule_one::{find_nodes_that_fit, prioritize_nodes, schedule_pod, select_host};
@@ -464,9 +464,26 @@ fn row_20_image_locality() {
     // container's 1000 MiB. docs/scheduler.md §1's rule (and current kube-scheduler)
     // caps at 1000 MiB *per container*; this pod has two, so
     // 100 * (170 - 23) / (2000 - 23) = 7. The rule is implemented; both
-    // numbers are pinned here so a change of either is deliberate.
-    assert_eq!(calculate_priority(170 * MB, 1), 15);
+    // numbers are pinned here, each through the plugin, so a change of
+    // either is deliberate.
     assert_eq!(scores, [7, 0]);
+
+    // The table's own case: the same 170 MiB spread-weighted sum from a
+    // single container (one 340 MiB image on 1 of 2 nodes) scores 15.
+    let nodes = [
+        node("node1")
+            .image(&["gcr.io/340:latest"], 340 * MB)
+            .build(),
+        node("node2").build(),
+    ];
+    let snapshot = Snapshot::new(&nodes, &[]);
+    let p = pod("p").image("gcr.io/340").build();
+    let mut state = CycleState::default();
+    ImageLocality.pre_score(&mut state, &p, &snapshot, &[0, 1]);
+    let scores: Vec<i64> = (0..2)
+        .map(|i| ImageLocality.score(&state, &p, &snapshot[i]))
+        .collect();
+    assert_eq!(scores, [15, 0]);
 }
 
 #[test]
