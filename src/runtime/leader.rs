@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 use prometheus_client::metrics::gauge::Gauge;
@@ -172,6 +172,7 @@ async fn watchdog(leases: &Api<Lease>, name: &str, identity: &str, duration: u64
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use k8s_openapi::jiff::SignedDuration;
     use serde_json::json;
 
     use super::*;
