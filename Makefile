@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test unit-test crd crd-check testenv-build testenv-up testenv-down build
+.PHONY: help demo test lint unit-test crd crd-check testenv-build testenv-up testenv-down build
 .PHONY: chart-crd chart-lint deploy-manifests
 
 # helm: the one on PATH, else the one hack/testenv builds.
@@ -16,6 +16,10 @@ demo: ## the main job: on the local control plane (or $KUBECONFIG's cluster), in
 
 test: ## every test: unit tests, then cluster tests against the local control plane (or $KUBECONFIG's cluster)
 	hack/test
+
+lint: ## cargo fmt --check and clippy with warnings as errors (the first step of make test)
+	cargo fmt --check
+	cargo clippy --all-targets --locked -- -D warnings
 
 unit-test: ## unit tests only (no cluster)
 	cargo test --lib --bins

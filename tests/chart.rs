@@ -1458,7 +1458,17 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
     let ctl = format!("system:serviceaccount:{}:{ctl_sa}", ns.name);
     let sch = format!("system:serviceaccount:{}:{sch_sa}", ns.name);
     let (home, other) = (Some(ns.name.as_str()), Some(apps.name.as_str()));
-    let checks: Vec<(&str, Option<&str>, &str, &str, &str, Option<&str>, bool)> = vec![
+    // (user, namespace, group, resource, verb, name, allowed?)
+    type AccessCheck<'a> = (
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        bool,
+    );
+    let checks: Vec<AccessCheck<'_>> = vec![
         (
             &ctl,
             other,
