@@ -437,17 +437,34 @@ async fn one_of_two_schedulers_leads_and_a_standby_takes_over() {
         },
     )
     .await;
-    // No pod got two Scheduled events (it would have been bound twice).
+    // Events go out asynchronously after the binding: wait for them rather
+    // than list once (a single list right after the last binding once saw
+    // 5 of the 6). The killed leader may die between a binding and its
+    // event; the pods bound after the handover must all get theirs.
     let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
-    let scheduled: Vec<String> = events
-        .list(&kube::api::ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("Scheduled"))
-        .filter_map(|e| e.regarding.and_then(|r| r.name))
-        .collect();
+    let scheduled: Vec<String> = wait_for(
+        "a Scheduled event for each of the 6 pods bound by the new leader",
+        Duration::from_secs(30),
+        || async {
+            let scheduled: Vec<String> = events
+                .list(&kube::api::ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("Scheduled"))
+                .filter_map(|e| e.regarding.and_then(|r| r.name))
+                .collect();
+            let after = scheduled.iter().filter(|n| n.starts_with("after-")).count();
+            if after >= 6 {
+                Ok(scheduled)
+            } else {
+                Err(format!("{after} of 6: {scheduled:?}"))
+            }
+        },
+    )
+    .await;
+    // No pod got two Scheduled events (it would have been bound twice).
     let mut unique = scheduled.clone();
     unique.sort();
     unique.dedup();
@@ -455,13 +472,6 @@ async fn one_of_two_schedulers_leads_and_a_standby_takes_over() {
         unique.len(),
         scheduled.len(),
         "a pod was scheduled twice: {scheduled:?}"
-    );
-    // The killed leader may die between a binding and its event; the pods
-    // bound after the handover all have theirs.
-    assert_eq!(
-        unique.iter().filter(|n| n.starts_with("after-")).count(),
-        6,
-        "{scheduled:?}"
     );
     drop(standby);
     ns.cleanup().await;
