@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod flags;
 pub mod runtime;
 pub mod scheduler;
 pub mod telemetry;

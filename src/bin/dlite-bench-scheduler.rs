@@ -44,8 +44,16 @@ struct Args {
     /// Sizes as NODESxPODS, comma-separated.
     #[arg(long, default_value = "100x1000,1000x5000", value_delimiter = ',')]
     sizes: Vec<String>,
-    /// A short run: 50 nodes x 500 pods.
-    #[arg(long)]
+    /// A short run: 50 nodes x 500 pods (`--quick` or `--quick=true`).
+    #[arg(
+        long,
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = dlite::flags::parse_bool
+    )]
     quick: bool,
     /// Contenders to run, comma-separated: dlite, kube, raw.
     #[arg(long, default_value = "kube,dlite,raw", value_delimiter = ',')]
@@ -765,4 +773,23 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("table.md"), &table)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_works_bare_and_with_a_value() {
+        let quick = |extra: &[&str]| {
+            let mut argv = vec!["bench", "--kubeconfig=/k"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).map(|a| a.quick)
+        };
+        assert!(!quick(&[]).unwrap());
+        assert!(quick(&["--quick"]).unwrap());
+        assert!(quick(&["--quick=true"]).unwrap());
+        assert!(!quick(&["--quick=false"]).unwrap());
+        assert!(quick(&["--quick=maybe"]).is_err());
+    }
 }
