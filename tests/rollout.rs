@@ -214,17 +214,29 @@ async fn the_rollout_lifecycle_through_kubectl_dlite() {
     })
     .await;
     assert!(history.contains("4"), "{history}");
-    let events = kubectl(&[
-        "get",
-        "events",
-        "-n",
-        n,
-        "--field-selector",
-        "reason=DeploymentRollback",
-    ]);
-    assert!(
-        events.contains("Rolled back DeploymentLite serve-deployment to revision 2"),
-        "{events}"
+    // `rollout undo` wrote revision 2's template, as kubectl does for a
+    // Deployment; the controller found that revision's ReplicaSet by its
+    // template and re-activated it as revision 4, remembering the old number.
+    let rses = replica_sets(&ns, name).await;
+    let reactivated = rses
+        .iter()
+        .find(|rs| {
+            rs.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("dlite.dev/revision"))
+                == Some(&"4".to_string())
+        })
+        .expect("a ReplicaSet of revision 4");
+    assert_eq!(
+        reactivated
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("dlite.dev/revision-history"))
+            .map(String::as_str),
+        Some("2"),
+        "{reactivated:?}"
     );
 
     // 4. Undo to revision 1: latest again.
