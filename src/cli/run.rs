@@ -336,17 +336,38 @@ async fn events_about(
     Ok(list.items)
 }
 
-/// `completion bash|zsh`: clap's script for the kubectl-dlite binary.
+/// `completion bash|zsh`: clap's script for the kubectl-dlite executable.
 fn completion(shell: CompletionShell, out: &mut dyn Write) {
     use clap::CommandFactory;
     let mut cmd = Cli::command();
-    let shell = match shell {
-        CompletionShell::Bash => clap_complete::Shell::Bash,
-        CompletionShell::Zsh => clap_complete::Shell::Zsh,
-    };
     let mut buf = Vec::new();
-    clap_complete::generate(shell, &mut cmd, "kubectl-dlite", &mut buf);
-    let _ = out.write_all(&buf);
+    match shell {
+        CompletionShell::Bash => {
+            // clap_complete's bash script walks the typed words with
+            // function names made from the bin name ('-' -> "__") but labels
+            // the subcommands with '-' -> "__subcmd__": for "kubectl-dlite"
+            // the two never meet and nothing below the top level completes.
+            // Generated for a name without '-', registered for the real one.
+            clap_complete::generate(
+                clap_complete::Shell::Bash,
+                &mut cmd,
+                "kubectl_dlite",
+                &mut buf,
+            );
+            let script = String::from_utf8_lossy(&buf)
+                .replace("-o default kubectl_dlite\n", "-o default kubectl-dlite\n");
+            let _ = out.write_all(script.as_bytes());
+        }
+        CompletionShell::Zsh => {
+            clap_complete::generate(
+                clap_complete::Shell::Zsh,
+                &mut cmd,
+                "kubectl-dlite",
+                &mut buf,
+            );
+            let _ = out.write_all(&buf);
+        }
+    }
 }
 
 /// `rollout status`: print each new status line; done, failed or (without

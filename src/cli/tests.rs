@@ -1353,3 +1353,42 @@ fn completion_scripts_name_the_verbs() {
         }
     }
 }
+
+/// The bash script really completes subcommands and flags below the top
+/// level (clap_complete's own script for a hyphenated name does not).
+#[test]
+fn bash_completion_completes_nested_words() {
+    use super::args::CompletionShell;
+    let mut out = Vec::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let cli = Cli {
+        global: Default::default(),
+        command: Command::Completion {
+            shell: CompletionShell::Bash,
+        },
+    };
+    rt.block_on(super::run::run(cli, &mut out)).unwrap();
+    let dir = std::env::temp_dir().join(format!("dlite-completion-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("kubectl-dlite.bash");
+    std::fs::write(&script, &out).unwrap();
+    let complete = |words: &str| {
+        let probe = format!(
+            r#"source {script}; f=$(complete -p kubectl-dlite | sed 's/.*-F \([^ ]*\).*/\1/'); COMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); $f kubectl-dlite "${{COMP_WORDS[-1]}}" "${{COMP_WORDS[-2]}}"; echo "${{COMPREPLY[@]}}""#,
+            script = script.display()
+        );
+        let o = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&probe)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(complete("kubectl-dlite rollout st"), "status");
+    assert_eq!(complete("kubectl-dlite rollout status web --wa"), "--watch");
+    assert_eq!(complete("kubectl-dlite set image web --dry"), "--dry-run");
+    assert_eq!(complete("kubectl-dlite desc"), "describe");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
