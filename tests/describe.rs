@@ -147,20 +147,65 @@ fn diff(a: &[String], b: &[String]) -> String {
     out
 }
 
-async fn wait_native_complete(api: &Api<Deployment>) {
-    wait_for("the Deployment to finish its rollout", ROLLOUT, || async {
-        let d = api.get(NATIVE).await.map_err(|e| e.to_string())?;
-        let st = d.status.clone().unwrap_or_default();
-        let done = st.observed_generation == d.metadata.generation
-            && st.updated_replicas == Some(2)
-            && st.replicas == Some(2)
-            && st.available_replicas == Some(2)
-            && st.conditions.iter().flatten().any(|c| {
-                c.type_ == "Progressing" && c.reason.as_deref() == Some("NewReplicaSetAvailable")
-            });
-        if done { Ok(()) } else { Err(format!("{st:?}")) }
-    })
+async fn wait_native_complete(api: &Api<Deployment>, name: &str, replicas: i32) {
+    wait_for(
+        &format!("Deployment {name} to finish its rollout"),
+        ROLLOUT,
+        || async {
+            let d = api.get(name).await.map_err(|e| e.to_string())?;
+            let st = d.status.clone().unwrap_or_default();
+            let done = st.observed_generation == d.metadata.generation
+                && st.updated_replicas == Some(replicas)
+                && st.replicas == Some(replicas)
+                && st.available_replicas == Some(replicas)
+                && st.conditions.iter().flatten().any(|c| {
+                    c.type_ == "Progressing"
+                        && c.reason.as_deref() == Some("NewReplicaSetAvailable")
+                });
+            if done { Ok(()) } else { Err(format!("{st:?}")) }
+        },
+    )
     .await
+}
+
+/// Describes both until their normalised texts agree (events arrive a
+/// moment after the status); fails showing the last difference. Returns
+/// the normalised lines.
+async fn compare(ns: &TestNamespace, native: &str, dlite: &str) -> Vec<String> {
+    let n = ns.name.as_str();
+    let kubectl = kubectl_bin();
+    let plugin = env!("CARGO_BIN_EXE_kubectl-dlite");
+    let (native_text, dlite_text, normalised) = wait_for(
+        &format!("the descriptions of {native} and {dlite} to agree"),
+        Duration::from_secs(60),
+        || async {
+            let native_text = run(&kubectl, &["describe", "deployment", native, "-n", n])?;
+            let dlite_text = run(plugin, &["describe", dlite, "-n", n])?;
+            let a = normalise(
+                &native_text,
+                native,
+                &rs_names(ns, native, "deployment.kubernetes.io/revision").await,
+            );
+            let b = normalise(
+                &dlite_text,
+                dlite,
+                &rs_names(ns, dlite, "dlite.dev/revision").await,
+            );
+            if a == b {
+                Ok((native_text, dlite_text, a))
+            } else {
+                Err(format!(
+                    "\n--- kubectl describe deployment | kubectl dlite describe (normalised)\n{}\n--- raw kubectl:\n{native_text}\n--- raw dlite:\n{dlite_text}",
+                    diff(&a, &b)
+                ))
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "kubectl describe deployment {native}:\n{native_text}\nkubectl dlite describe {dlite}:\n{dlite_text}"
+    );
+    normalised
 }
 
 #[tokio::test]
@@ -168,7 +213,6 @@ async fn describe_matches_kubectls_deployment_describer() {
     let ns = TestNamespace::new("t-describe").await;
     install_crd(&ns.client).await;
     let _ctrl = start_controller(&ns, "");
-    let n = ns.name.as_str();
     let deployments: Api<Deployment> = ns.api();
     let dls: Api<DeploymentLite> = ns.api();
 
@@ -189,7 +233,7 @@ async fn describe_matches_kubectls_deployment_describer() {
         .await
         .unwrap();
     dls.create(&PostParams::default(), &dl).await.unwrap();
-    wait_native_complete(&deployments).await;
+    wait_native_complete(&deployments, NATIVE, 2).await;
     support::dl::wait_complete(&dls, DLITE, ROLLOUT).await;
 
     // One rolling update each, so there is an old ReplicaSet and a history
@@ -217,43 +261,10 @@ async fn describe_matches_kubectls_deployment_describer() {
     )
     .await
     .unwrap();
-    wait_native_complete(&deployments).await;
+    wait_native_complete(&deployments, NATIVE, 2).await;
     support::dl::wait_complete(&dls, DLITE, ROLLOUT).await;
 
-    let kubectl = kubectl_bin();
-    let plugin = env!("CARGO_BIN_EXE_kubectl-dlite");
-    // Events arrive a moment after the status; compare until both sides
-    // have settled (or show the last difference).
-    let (native_text, dlite_text, normalised) = wait_for(
-        "the two descriptions to agree",
-        Duration::from_secs(60),
-        || async {
-            let native_text = run(&kubectl, &["describe", "deployment", NATIVE, "-n", n])?;
-            let dlite_text = run(plugin, &["describe", DLITE, "-n", n])?;
-            let a = normalise(
-                &native_text,
-                NATIVE,
-                &rs_names(&ns, NATIVE, "deployment.kubernetes.io/revision").await,
-            );
-            let b = normalise(
-                &dlite_text,
-                DLITE,
-                &rs_names(&ns, DLITE, "dlite.dev/revision").await,
-            );
-            if a == b {
-                Ok((native_text, dlite_text, a))
-            } else {
-                Err(format!(
-                    "\n--- kubectl describe deployment | kubectl dlite describe (normalised)\n{}\n--- raw kubectl:\n{native_text}\n--- raw dlite:\n{dlite_text}",
-                    diff(&a, &b)
-                ))
-            }
-        },
-    )
-    .await;
-    eprintln!(
-        "kubectl describe deployment {NATIVE}:\n{native_text}\nkubectl dlite describe {DLITE}:\n{dlite_text}"
-    );
+    let normalised = compare(&ns, NATIVE, DLITE).await;
     // The comparison covered the whole description, both ReplicaSets and
     // the five scaling steps of the rollout (not an empty or cut text).
     for want in [
@@ -268,5 +279,104 @@ async fn describe_matches_kubectls_deployment_describer() {
         );
     }
     assert!(normalised.len() >= 45, "{normalised:#?}");
+    ns.cleanup().await;
+}
+
+/// Every part of the pod template the describer prints (init containers,
+/// several ports, command and args, env from fields, secrets, config maps
+/// and envFrom, three probe kinds, mounts, volumes, a seccomp profile,
+/// topology spread, node selector, tolerations, annotations) and the
+/// Recreate strategy, on both kinds.
+#[tokio::test]
+async fn describe_matches_for_a_rich_template_and_recreate() {
+    let ns = TestNamespace::new("t-describe-rich").await;
+    install_crd(&ns.client).await;
+    let _ctrl = start_controller(&ns, "");
+    let deployments: Api<Deployment> = ns.api();
+    let dls: Api<DeploymentLite> = ns.api();
+    let spec = |app: &str| {
+        json!({
+            "replicas": 1,
+            "minReadySeconds": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {"app": app}},
+            "template": {
+                "metadata": {"labels": {"app": app}, "annotations": {"note": "same template"}},
+                "spec": {
+                    "serviceAccountName": "default",
+                    "nodeSelector": {"type": "kwok"},
+                    "tolerations": [
+                        {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"},
+                        {"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"},
+                        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}
+                    ],
+                    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": app}}}],
+                    "initContainers": [{"name": "init", "image": "busybox:1", "command": ["sh", "-c", "true"]}],
+                    "containers": [{
+                        "name": "app",
+                        "image": "auto-serve:1.1.1",
+                        "command": ["/serve"],
+                        "args": ["--port=8080", "--verbose"],
+                        "ports": [{"containerPort": 8080, "name": "http"}, {"containerPort": 9090, "name": "metrics", "protocol": "TCP"}],
+                        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                        "envFrom": [{"configMapRef": {"name": "settings"}}, {"secretRef": {"name": "creds", "optional": true}, "prefix": "S_"}],
+                        "env": [
+                            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token", "optional": true}}},
+                            {"name": "LEVEL", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "level"}}}
+                        ],
+                        "livenessProbe": {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 20},
+                        "readinessProbe": {"tcpSocket": {"port": 8080}, "initialDelaySeconds": 2},
+                        "startupProbe": {"httpGet": {"path": "/up", "port": "http", "scheme": "HTTPS"}, "failureThreshold": 30},
+                        "volumeMounts": [
+                            {"name": "scratch", "mountPath": "/tmp"},
+                            {"name": "config", "mountPath": "/etc/serve", "readOnly": true, "subPath": "serve"}
+                        ]
+                    }],
+                    "volumes": [
+                        {"name": "scratch", "emptyDir": {}},
+                        {"name": "config", "configMap": {"name": "settings"}},
+                        {"name": "creds", "secret": {"secretName": "creds", "optional": true}}
+                    ]
+                }
+            }
+        })
+    };
+    let (native, dlite) = ("nat-all", "dlt-all");
+    let meta = |name: &str| json!({"name": name, "annotations": {"owner": "team-a"}});
+    deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": meta(native), "spec": spec(native)}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    dls.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"apiVersion": "apps.dlite.dev/v1", "kind": "DeploymentLite",
+            "metadata": meta(dlite), "spec": spec(dlite)}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    wait_native_complete(&deployments, native, 1).await;
+    support::dl::wait_complete(&dls, dlite, ROLLOUT).await;
+    let normalised = compare(&ns, native, dlite).await;
+    for want in [
+        "StrategyType:       Recreate",
+        "    Ports:           8080/TCP (http), 9090/TCP (metrics)",
+        "      TOKEN:  <set to the key 'token' in secret 'creds'>         Optional: true",
+        "                                node.kubernetes.io/unreachable:NoExecute op=Exists for 30s",
+    ] {
+        assert!(
+            normalised.iter().any(|l| l == want),
+            "{want:?} not in {normalised:#?}"
+        );
+    }
     ns.cleanup().await;
 }
