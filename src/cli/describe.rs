@@ -34,10 +34,11 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 const MAX_ANNOTATION_LEN: usize = 140;
 
 /// Everything the description shows besides the object: its ReplicaSets
-/// and the (core/v1) Events about it, read at `now`.
+/// and the (core/v1) Events about it, read at `now`. Without events (they
+/// could not be listed) the Events section is left out, as kubectl does.
 pub struct Related<'a> {
     pub replica_sets: &'a [ReplicaSet],
-    pub events: &'a [Event],
+    pub events: Option<&'a [Event]>,
     pub now: Timestamp,
     pub tz: &'a TimeZone,
 }
@@ -109,7 +110,9 @@ fn raw(dl: &DeploymentLite, r: &Related<'_>) -> String {
         let _ = writeln!(w, "OldReplicaSets:\t{}", replica_sets_line(&old));
         let _ = writeln!(w, "NewReplicaSet:\t{}", replica_sets_line(&new));
     }
-    events(&mut w, r.events, r.now);
+    if let Some(list) = r.events {
+        events(&mut w, list, r.now);
+    }
     w
 }
 
@@ -992,7 +995,7 @@ mod tests {
             &dl,
             &Related {
                 replica_sets: &rses,
-                events: &events,
+                events: Some(&events),
                 now,
                 tz: &TimeZone::UTC,
             },
@@ -1046,7 +1049,7 @@ Events:
             &dl,
             &Related {
                 replica_sets: &[],
-                events: &[],
+                events: Some(&[]),
                 now: Timestamp::UNIX_EPOCH,
                 tz: &TimeZone::UTC,
             },
@@ -1060,5 +1063,15 @@ Events:
         assert!(!text.contains("Conditions:"), "{text}");
         assert!(!text.contains("NewReplicaSet"), "{text}");
         assert!(text.ends_with("Events:            <none>\n"), "{text}");
+        let without = describe(
+            &dl,
+            &Related {
+                replica_sets: &[],
+                events: None,
+                now: Timestamp::UNIX_EPOCH,
+                tz: &TimeZone::UTC,
+            },
+        );
+        assert!(!without.contains("Events:"), "{without}");
     }
 }

@@ -289,10 +289,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             let name = parse_name(&name)?;
             let dl = get_dl(&api, &name).await?;
             let rses = owned_replica_sets(&client, &ns, &dl).await?;
-            let events = events_about(&client, &ns, &dl).await?;
+            // As kubectl: events that cannot be listed (RBAC) leave the
+            // section out rather than fail the description.
+            let events = events_about(&client, &ns, &dl).await.ok();
             let related = super::describe::Related {
                 replica_sets: &rses,
-                events: &events,
+                events: events.as_deref(),
                 now: k8s_openapi::jiff::Timestamp::now(),
                 tz: &k8s_openapi::jiff::tz::TimeZone::system(),
             };
