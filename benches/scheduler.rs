@@ -51,8 +51,16 @@ struct Args {
     /// Sizes as NODESxPODS, comma-separated.
     #[arg(long, default_value = "100x1000,1000x5000", value_delimiter = ',')]
     sizes: Vec<String>,
-    /// A short run: 50 nodes x 500 pods.
-    #[arg(long)]
+    /// A short run: 50 nodes x 500 pods (`--quick` or `--quick=true`).
+    #[arg(
+        long,
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = dlite::flags::parse_bool
+    )]
     quick: bool,
     /// Contenders to run, comma-separated: dlite, kube, raw.
     #[arg(long, default_value = "kube,dlite,raw", value_delimiter = ',')]

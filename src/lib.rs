@@ -13,6 +13,7 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod flags;
 pub mod runtime;
 pub mod scheduler;
 pub mod telemetry;

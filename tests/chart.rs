@@ -108,12 +108,9 @@ fn template(sets: &[&str]) -> Vec<Value> {
 
 /// The YAML documents of a multi-document stream, as JSON values.
 fn docs(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|d| {
-            let v: serde_yaml::Value =
-                serde::Deserialize::deserialize(d).expect("rendered YAML parses");
-            serde_json::to_value(v).unwrap()
-        })
+    serde_saphyr::from_str_multiple::<Value, Vec<Value>>(yaml)
+        .expect("rendered YAML parses")
+        .into_iter()
         .filter(|v| !v.is_null())
         .collect()
 }
@@ -271,7 +268,7 @@ fn lease_rules(lease: &str) -> BTreeSet<(String, String, String, String)> {
 }
 
 fn chart_app_version() -> String {
-    let chart: serde_yaml::Value = serde_yaml::from_str(
+    let chart: Value = serde_saphyr::from_str(
         &std::fs::read_to_string(repo_root().join(CHART).join("Chart.yaml")).unwrap(),
     )
     .unwrap();
@@ -632,11 +629,7 @@ fn template_renders_the_optional_objects_when_asked() {
         Some("/etc/dlite-scheduler/config.yaml")
     );
     let cm = objs.iter().find(|o| kind(o) == "ConfigMap").unwrap();
-    let file: Value = serde_json::to_value(
-        serde_yaml::from_str::<serde_yaml::Value>(cm["data"]["config.yaml"].as_str().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let file: Value = serde_saphyr::from_str(cm["data"]["config.yaml"].as_str().unwrap()).unwrap();
     assert_eq!(
         file,
         json!({"parallelism": 2, "pluginWeights": {"ImageLocality": 0}})
@@ -1269,18 +1262,17 @@ async fn service_account_kubeconfig(client: &Client, ns: &str, sa: &str, path: &
     let token = tr.status.expect("token").token;
 
     let source = kubeconfig_path();
-    let kc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&source).unwrap()).unwrap();
+    let kc: Value = serde_saphyr::from_str(&std::fs::read_to_string(&source).unwrap()).unwrap();
     let current = kc["current-context"].as_str().expect("current-context");
     let ctx = kc["contexts"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .find(|c| c["name"] == current)
         .expect("the current context");
     let cluster_name = ctx["context"]["cluster"].as_str().unwrap();
     let mut cluster = kc["clusters"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .find(|c| c["name"] == cluster_name)
@@ -1292,8 +1284,7 @@ async fn service_account_kubeconfig(client: &Client, ns: &str, sa: &str, path: &
         .filter(|p| p.is_relative())
     {
         let abs = source.parent().unwrap().join(ca);
-        cluster["cluster"]["certificate-authority"] =
-            serde_yaml::Value::String(abs.display().to_string());
+        cluster["cluster"]["certificate-authority"] = Value::String(abs.display().to_string());
     }
     let out = json!({
         "apiVersion": "v1",
@@ -1303,7 +1294,7 @@ async fn service_account_kubeconfig(client: &Client, ns: &str, sa: &str, path: &
         "contexts": [{"name": "sa", "context": {"cluster": cluster_name, "user": sa}}],
         "current-context": "sa",
     });
-    std::fs::write(path, serde_yaml::to_string(&out).unwrap()).unwrap();
+    std::fs::write(path, serde_saphyr::to_string(&out).unwrap()).unwrap();
 }
 
 /// A binary of this crate run as a pod of the chart would run it: with the

@@ -226,15 +226,15 @@ async fn readyz_waits_for_the_caches() {
 
     // A kubeconfig that acts as the ServiceAccount.
     let kubeconfig = support::repo_root().join(format!("target/test-logs/{n}.kubeconfig"));
-    let mut kc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(support::kubeconfig_path()).unwrap())
+    let mut kc: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(support::kubeconfig_path()).unwrap())
             .unwrap();
-    for user in kc["users"].as_sequence_mut().unwrap() {
+    for user in kc["users"].as_array_mut().unwrap() {
         user["user"]["as"] = format!("system:serviceaccount:{n}:ctrl").into();
         user["user"]["as-groups"] =
-            serde_yaml::to_value(["system:serviceaccounts", "system:authenticated"]).unwrap();
+            serde_json::json!(["system:serviceaccounts", "system:authenticated"]);
     }
-    std::fs::write(&kubeconfig, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    std::fs::write(&kubeconfig, serde_saphyr::to_string(&kc).unwrap()).unwrap();
 
     let health = free_port();
     let h = format!("127.0.0.1:{health}");

@@ -214,17 +214,29 @@ async fn the_rollout_lifecycle_through_kubectl_dlite() {
     })
     .await;
     assert!(history.contains("4"), "{history}");
-    let events = kubectl(&[
-        "get",
-        "events",
-        "-n",
-        n,
-        "--field-selector",
-        "reason=DeploymentRollback",
-    ]);
-    assert!(
-        events.contains("Rolled back DeploymentLite serve-deployment to revision 2"),
-        "{events}"
+    // `rollout undo` wrote revision 2's template, as kubectl does for a
+    // Deployment; the controller found that revision's ReplicaSet by its
+    // template and re-activated it as revision 4, remembering the old number.
+    let rses = replica_sets(&ns, name).await;
+    let reactivated = rses
+        .iter()
+        .find(|rs| {
+            rs.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("dlite.dev/revision"))
+                == Some(&"4".to_string())
+        })
+        .expect("a ReplicaSet of revision 4");
+    assert_eq!(
+        reactivated
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("dlite.dev/revision-history"))
+            .map(String::as_str),
+        Some("2"),
+        "{reactivated:?}"
     );
 
     // 4. Undo to revision 1: latest again.
@@ -425,5 +437,112 @@ async fn plugin_errors_are_one_line_with_kubectl_exit_codes() {
         "{}",
         other_ctx.stderr
     );
+    ns.cleanup().await;
+}
+
+/// `rollout undo` is accepted with no controller running: like kubectl for
+/// a Deployment it writes the revision's template into the object, and the
+/// controller rolls that out when it runs. Dry runs change nothing; `-o`
+/// prints the object; `rollout status --revision` pins the revision.
+#[tokio::test]
+async fn undo_needs_no_controller_and_dry_runs_change_nothing() {
+    let ns = TestNamespace::new("t-undo-offline").await;
+    install_crd(&ns.client).await;
+    let mut ctrl = start_controller(&ns, "");
+    let api: Api<DeploymentLite> = ns.api();
+    let n = ns.name.as_str();
+    api.create(
+        &PostParams::default(),
+        &manifest("web", 1, "img:1", json!({})),
+    )
+    .await
+    .unwrap();
+    wait_complete(&api, "web", ROLLOUT).await;
+    ok(n, &["set", "image", "web", "app=img:2"]);
+    wait_complete(&api, "web", ROLLOUT).await;
+    ctrl.kill();
+
+    let image =
+        |v: &serde_json::Value| v["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    let before = api.get("web").await.unwrap();
+    let client: serde_json::Value = serde_json::from_str(&ok(
+        n,
+        &["rollout", "undo", "web", "--dry-run=client", "-o", "json"],
+    ))
+    .unwrap();
+    assert_eq!(image(&client), "img:1", "{client}");
+    let server: serde_json::Value = serde_saphyr::from_str(&ok(
+        n,
+        &["rollout", "undo", "web", "--dry-run=server", "-o", "yaml"],
+    ))
+    .unwrap();
+    assert_eq!(image(&server), "img:1", "{server}");
+    assert_eq!(
+        ok(n, &["rollout", "pause", "web", "--dry-run=server"]),
+        "deploymentlite.apps.dlite.dev/web paused (server dry run)\n"
+    );
+    assert_eq!(
+        ok(n, &["set", "image", "web", "app=img:9", "--dry-run"]),
+        "deploymentlite.apps.dlite.dev/web image updated (dry run)\n"
+    );
+    let after = api.get("web").await.unwrap();
+    assert_eq!(
+        after.resource_version(),
+        before.resource_version(),
+        "the dry runs wrote nothing"
+    );
+
+    // The real undo, with no controller running.
+    let started = std::time::Instant::now();
+    let undo = dlite(n, &["rollout", "undo", "web", "-o", "name"]);
+    assert_eq!(undo.code, 0, "{}{}", undo.stdout, undo.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(undo.stdout, "deploymentlite.apps.dlite.dev/web\n");
+    assert!(
+        undo.stderr.contains("spec.template is now revision 1's"),
+        "{}",
+        undo.stderr
+    );
+    let dl = api.get("web").await.unwrap();
+    let template = serde_json::to_value(&dl.spec.template).unwrap();
+    assert_eq!(image(&json!({"spec": {"template": template}})), "img:1");
+    assert!(
+        !dl.spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.as_ref())
+            .is_some_and(|l| l.contains_key("pod-template-hash")),
+        "{template}"
+    );
+    let pinned = dlite(
+        n,
+        &["rollout", "status", "web", "--revision=3", "--watch=false"],
+    );
+    assert_eq!(pinned.code, 1);
+    assert_eq!(
+        pinned.stderr,
+        "error: desired revision (3) is different from the running revision (2)\n"
+    );
+
+    // The controller, back, rolls revision 1's template out as revision 3.
+    let _ctrl = start_controller(&ns, "-again");
+    wait_complete(&api, "web", ROLLOUT).await;
+    let done = ok(
+        n,
+        &[
+            "rollout",
+            "status",
+            "web",
+            "--revision=3",
+            "-w",
+            "--timeout=1m",
+        ],
+    );
+    assert_eq!(done, "deployment \"web\" successfully rolled out\n");
     ns.cleanup().await;
 }

@@ -332,7 +332,13 @@ pub fn crd_yaml() -> String {
     let mut out = String::from(
         "# Generated from src/api by `make crd` (cargo run --bin crdgen). Do not edit.\n",
     );
-    out.push_str(&serde_yaml::to_string(&crd()).expect("the CRD serializes"));
+    // Multi-line descriptions as literal `|-` blocks, long lines left whole
+    // rather than folded, so the file reads (and diffs) like the source.
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.folded_wrap_chars = usize::MAX;
+    out.push_str(
+        &serde_saphyr::to_string_with_options(&crd(), options).expect("the CRD serializes"),
+    );
     out
 }
 

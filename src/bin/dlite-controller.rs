@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use dlite::controller::reconciler::{self, Options};
-use dlite::runtime::args::RuntimeArgs;
+use dlite::runtime::args::{ClientArgs, RuntimeArgs};
 use dlite::runtime::metrics::ControllerMetrics;
 use dlite::runtime::{leader, server};
 use futures::FutureExt;
@@ -21,9 +21,10 @@ struct Args {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "DLITE_NAMESPACE")]
     namespace: Option<String>,
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text", env = "DLITE_LOG_FORMAT")]
-    log_format: dlite::telemetry::LogFormat,
+    #[command(flatten)]
+    log: dlite::telemetry::LogArgs,
+    #[command(flatten)]
+    client: ClientArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -31,14 +32,14 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    dlite::telemetry::init(args.log_format);
+    dlite::telemetry::init(&args.log)?;
     let metrics_addr =
         RuntimeArgs::addr("metrics-bind-address", &args.runtime.metrics_bind_address)?;
     let health_addr = RuntimeArgs::addr(
         "health-probe-bind-address",
         &args.runtime.health_probe_bind_address,
     )?;
-    let client = kube::Client::try_default().await?;
+    let client = kube::Client::try_from(args.client.config().await?)?;
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = ControllerMetrics::register(&mut registry);
@@ -74,4 +75,57 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     tracing::info!("dlite-controller stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("bin").chain(args.iter().copied()))
+    }
+
+    /// Every boolean flag works bare and with `=value`; client and log
+    /// flags are the shared ones.
+    #[test]
+    fn flags_parse_in_every_form() {
+        assert!(!parse(&[]).unwrap().runtime.leader_elect);
+        assert!(parse(&["--leader-elect"]).unwrap().runtime.leader_elect);
+        assert!(
+            parse(&["--leader-elect=true"])
+                .unwrap()
+                .runtime
+                .leader_elect
+        );
+        assert!(
+            !parse(&["--leader-elect=false"])
+                .unwrap()
+                .runtime
+                .leader_elect
+        );
+        let a = parse(&[
+            "--kubeconfig=/k",
+            "--context",
+            "ctx",
+            "--log-level=debug",
+            "--log-format=json",
+            "--leader-elect",
+        ])
+        .unwrap();
+        assert_eq!(a.log.log_level.as_deref(), Some("debug"));
+        assert_eq!(a.log.log_format, dlite::telemetry::LogFormat::Json);
+        assert!(a.runtime.leader_elect);
+        let client = &a.client;
+        assert_eq!(
+            client.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/k"))
+        );
+        assert_eq!(client.context.as_deref(), Some("ctx"));
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
 }

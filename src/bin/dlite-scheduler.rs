@@ -21,9 +21,8 @@ use futures::FutureExt;
 struct Args {
     #[command(flatten)]
     flags: Flags,
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text", env = "DLITE_LOG_FORMAT")]
-    log_format: dlite::telemetry::LogFormat,
+    #[command(flatten)]
+    log: dlite::telemetry::LogArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -31,7 +30,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    dlite::telemetry::init(args.log_format);
+    dlite::telemetry::init(&args.log)?;
     let config = SchedulerConfig::load(&args.flags)?;
     let metrics_addr =
         RuntimeArgs::addr("metrics-bind-address", &args.runtime.metrics_bind_address)?;
@@ -39,13 +38,13 @@ async fn main() -> anyhow::Result<()> {
         "health-probe-bind-address",
         &args.runtime.health_probe_bind_address,
     )?;
-    let kube_config = match &config.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
-        }
-        None => kube::Config::infer().await?,
+    // The file's clientConnection.kubeconfig counts when --kubeconfig is
+    // absent; --context applies to whichever kubeconfig is read.
+    let client_args = dlite::runtime::args::ClientArgs {
+        kubeconfig: config.kubeconfig.clone(),
+        context: args.flags.client.context.clone(),
     };
+    let kube_config = client_args.config().await?;
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = SchedulerMetrics::register(&mut registry);
@@ -88,4 +87,57 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     std::mem::replace(&mut *outcome.lock().unwrap(), Ok(()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("bin").chain(args.iter().copied()))
+    }
+
+    /// Every boolean flag works bare and with `=value`; client and log
+    /// flags are the shared ones.
+    #[test]
+    fn flags_parse_in_every_form() {
+        assert!(!parse(&[]).unwrap().runtime.leader_elect);
+        assert!(parse(&["--leader-elect"]).unwrap().runtime.leader_elect);
+        assert!(
+            parse(&["--leader-elect=true"])
+                .unwrap()
+                .runtime
+                .leader_elect
+        );
+        assert!(
+            !parse(&["--leader-elect=false"])
+                .unwrap()
+                .runtime
+                .leader_elect
+        );
+        let a = parse(&[
+            "--kubeconfig=/k",
+            "--context",
+            "ctx",
+            "--log-level=debug",
+            "--log-format=json",
+            "--leader-elect",
+        ])
+        .unwrap();
+        assert_eq!(a.log.log_level.as_deref(), Some("debug"));
+        assert_eq!(a.log.log_format, dlite::telemetry::LogFormat::Json);
+        assert!(a.runtime.leader_elect);
+        let client = &a.flags.client;
+        assert_eq!(
+            client.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/k"))
+        );
+        assert_eq!(client.context.as_deref(), Some("ctx"));
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
 }

@@ -6,6 +6,8 @@
 //! fetches objects and sends the patches.
 
 pub mod args;
+pub mod describe;
+pub mod output;
 pub mod run;
 pub(crate) mod template;
 
@@ -134,6 +136,30 @@ pub fn rollout_status(dl: &DeploymentLite) -> Result<(String, bool), CliError> {
     ))
 }
 
+/// `rollout status --revision N`: the object's current revision (the
+/// `dlite.dev/revision` annotation the controller mirrors, 0 when absent,
+/// as upstream) must be N.
+pub fn check_status_revision(dl: &DeploymentLite, revision: i64) -> Result<(), CliError> {
+    if revision <= 0 {
+        return Ok(());
+    }
+    let current = match dl.annotations().get(REVISION_ANNOTATION) {
+        None => 0,
+        Some(v) => v.parse::<i64>().map_err(|e| {
+            CliError::msg(format!(
+                "cannot get the revision of deployment \"{}\": {REVISION_ANNOTATION} {v:?}: {e}",
+                dl.name_any()
+            ))
+        })?,
+    };
+    if current != revision {
+        return Err(CliError::msg(format!(
+            "desired revision ({revision}) is different from the running revision ({current})"
+        )));
+    }
+    Ok(())
+}
+
 fn revision_of(rs: &ReplicaSet) -> Option<i64> {
     rs.annotations().get(REVISION_ANNOTATION)?.parse().ok()
 }
@@ -235,6 +261,62 @@ pub fn plan_undo(
         )));
     }
     Ok(UndoPlan::RollBack(target))
+}
+
+/// Whether a ReplicaSet annotation stays behind on `rollout undo`: the
+/// controller's own bookkeeping (`dlite.dev/revision`, `-history`,
+/// `desired-replicas`, `completed-at`, ...) and kubectl's last-applied
+/// configuration describe the object, not the revision (upstream's
+/// annotationsToSkip, in this project's names).
+fn undo_skips(annotation: &str) -> bool {
+    annotation.starts_with(crate::api::ANNOTATION_PREFIX)
+        || annotation == "kubectl.kubernetes.io/last-applied-configuration"
+}
+
+/// `rollout undo`, as kubectl does it for an apps/v1 Deployment: a JSON
+/// patch that writes the revision's pod template (without the
+/// pod-template-hash label) into `spec.template` and takes the revision's
+/// change-cause. The API server accepts it at once; dlite-controller then
+/// finds the revision's ReplicaSet by its template and scales it up under a
+/// new revision number. The object's other annotations stay: a
+/// DeploymentLite's ReplicaSets carry only the change-cause, so replacing
+/// every annotation as kubectl does would drop the user's.
+pub fn undo_patch(
+    dl: &DeploymentLite,
+    rses: &[ReplicaSet],
+    revision: i64,
+) -> Result<serde_json::Value, CliError> {
+    let h = history(rses);
+    let rs = h.get(&revision).ok_or_else(|| {
+        CliError::msg(format!(
+            "unable to find specified revision {revision} in history"
+        ))
+    })?;
+    let mut template = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .ok_or_else(|| {
+            CliError::msg(format!(
+                "revision {revision} has no pod template to roll back to"
+            ))
+        })?;
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(crate::api::POD_TEMPLATE_HASH_LABEL);
+    }
+    let mut annotations = dl.annotations().clone();
+    for (k, v) in rs.annotations() {
+        if !undo_skips(k) {
+            annotations.insert(k.clone(), v.clone());
+        }
+    }
+    if !rs.annotations().contains_key(CHANGE_CAUSE_ANNOTATION) {
+        annotations.remove(CHANGE_CAUSE_ANNOTATION);
+    }
+    Ok(serde_json::json!([
+        {"op": "replace", "path": "/spec/template", "value": template},
+        {"op": "add", "path": "/metadata/annotations", "value": annotations},
+    ]))
 }
 
 /// Equal templates ignoring the hash label and the fields the API server

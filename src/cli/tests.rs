@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use serde_json::{Value, json};
 
-use super::args::{Cli, Command, Rollout, Set, parse_duration};
+use super::args::{Cli, Command, DryRun, OutputFormat, Rollout, Set, WriteFlags};
 use super::*;
 use crate::api::DeploymentLite;
 
@@ -756,61 +756,184 @@ fn args_rollout_status_defaults() {
     let cli = parse(&["rollout", "status", "web"]).unwrap();
     assert!(
         cli.global.namespace.is_none()
-            && cli.global.kubeconfig.is_none()
-            && cli.global.context.is_none()
+            && cli.global.client.kubeconfig.is_none()
+            && cli.global.client.context.is_none()
     );
     match cli.command {
         Command::Rollout(Rollout::Status {
             name,
             watch,
             timeout,
+            revision,
         }) => {
             assert_eq!(name, "web");
             assert!(watch);
             assert_eq!(timeout, Duration::ZERO);
+            assert_eq!(revision, 0);
         }
         other => panic!("{other:?}"),
     }
 }
 
-#[test]
-fn args_rollout_status_watch_and_timeout() {
-    let cli = parse(&[
-        "rollout",
-        "status",
-        "dl/web",
-        "--watch=false",
-        "--timeout=30s",
-    ])
-    .unwrap();
-    match cli.command {
+fn status_flags(argv: &[&str]) -> Result<(bool, Duration, i64), clap::Error> {
+    match parse(argv)?.command {
         Command::Rollout(Rollout::Status {
-            name,
             watch,
             timeout,
-        }) => {
-            assert_eq!(name, "dl/web");
-            assert!(!watch);
-            assert_eq!(timeout, Duration::from_secs(30));
-        }
+            revision,
+            ..
+        }) => Ok((watch, timeout, revision)),
         other => panic!("{other:?}"),
     }
-    let cli = parse(&[
-        "rollout",
-        "status",
-        "web",
-        "-w",
-        "false",
-        "--timeout",
-        "1m30s",
-    ])
-    .unwrap();
-    assert!(matches!(
-        cli.command,
-        Command::Rollout(Rollout::Status { watch: false, timeout, .. }) if timeout == Duration::from_secs(90)
-    ));
-    let e = parse(&["rollout", "status", "web", "--timeout=5x"]).unwrap_err();
+}
+
+#[test]
+fn args_watch_is_a_bool_flag_like_kubectls() {
+    let watch = |extra: &[&str]| {
+        let mut argv = vec!["rollout", "status", "web"];
+        argv.extend_from_slice(extra);
+        status_flags(&argv).map(|(w, _, _)| w)
+    };
+    for (extra, want) in [
+        (&[][..], true),
+        (&["-w"][..], true),
+        (&["--watch"][..], true),
+        (&["-w=true"][..], true),
+        (&["-w=false"][..], false),
+        (&["--watch=false"][..], false),
+        (&["--watch=true"][..], true),
+        (&["--watch=0"][..], false),
+        (&["--watch=F"][..], false),
+        (&["--watch=TRUE"][..], true),
+    ] {
+        assert_eq!(watch(extra).unwrap(), want, "{extra:?}");
+    }
+    // As in pflag, a separate word is not the flag's value but an argument.
+    assert_eq!(
+        watch(&["-w", "false"]).unwrap_err().kind(),
+        clap::error::ErrorKind::UnknownArgument
+    );
+    let e = watch(&["--watch=maybe"]).unwrap_err();
     assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+    assert!(e.to_string().contains(r#"invalid boolean "maybe""#), "{e}");
+    // Bare -w before the name, as users type it.
+    let cli = parse(&["rollout", "status", "-w", "web"]).unwrap();
+    assert!(
+        matches!(cli.command, Command::Rollout(Rollout::Status { watch: true, ref name, .. }) if name == "web")
+    );
+}
+
+#[test]
+fn args_rollout_status_timeout_is_a_go_duration() {
+    for (text, want) in [
+        ("30s", Duration::from_secs(30)),
+        ("500ms", Duration::from_millis(500)),
+        ("1.5m", Duration::from_secs(90)),
+        ("1h2m3s", Duration::from_secs(3723)),
+        ("0", Duration::ZERO),
+    ] {
+        let (_, timeout, _) =
+            status_flags(&["rollout", "status", "web", "--timeout", text]).unwrap();
+        assert_eq!(timeout, want, "{text}");
+        let eq = format!("--timeout={text}");
+        let (_, timeout, _) = status_flags(&["rollout", "status", "web", &eq]).unwrap();
+        assert_eq!(timeout, want, "{eq}");
+    }
+    for bad in ["5x", "45", "-1s"] {
+        let arg = format!("--timeout={bad}");
+        let e = status_flags(&["rollout", "status", "web", &arg]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        assert!(e.to_string().contains("time: "), "{e}");
+    }
+}
+
+#[test]
+fn args_rollout_status_revision() {
+    let (_, _, revision) = status_flags(&["rollout", "status", "web", "--revision=3"]).unwrap();
+    assert_eq!(revision, 3);
+    let (_, _, revision) = status_flags(&["rollout", "status", "web", "--revision", "7"]).unwrap();
+    assert_eq!(revision, 7);
+    assert!(status_flags(&["rollout", "status", "web", "--revision=x"]).is_err());
+}
+
+fn write_flags(argv: &[&str]) -> Result<WriteFlags, clap::Error> {
+    Ok(match parse(argv)?.command {
+        Command::Rollout(
+            Rollout::Undo { write, .. }
+            | Rollout::Pause { write, .. }
+            | Rollout::Resume { write, .. }
+            | Rollout::Restart { write, .. },
+        )
+        | Command::Set(Set::Image { write, .. }) => write,
+        other => panic!("{other:?}"),
+    })
+}
+
+#[test]
+fn args_output_and_dry_run_on_every_writing_verb() {
+    for verb in [
+        &["rollout", "undo", "web"][..],
+        &["rollout", "pause", "web"][..],
+        &["rollout", "resume", "web"][..],
+        &["rollout", "restart", "web"][..],
+        &["set", "image", "web", "app=img:2"][..],
+    ] {
+        let with = |extra: &[&str]| {
+            let mut argv = verb.to_vec();
+            argv.extend_from_slice(extra);
+            write_flags(&argv)
+        };
+        assert_eq!(with(&[]).unwrap(), WriteFlags::default(), "{verb:?}");
+        for (extra, output, dry_run) in [
+            (&["-o", "yaml"][..], Some(OutputFormat::Yaml), DryRun::None),
+            (&["-ojson"][..], Some(OutputFormat::Json), DryRun::None),
+            (
+                &["--output=name"][..],
+                Some(OutputFormat::Name),
+                DryRun::None,
+            ),
+            (&["--dry-run=client"][..], None, DryRun::Client),
+            (
+                &["--dry-run=server", "-o", "name"][..],
+                Some(OutputFormat::Name),
+                DryRun::Server,
+            ),
+            (&["--dry-run=none"][..], None, DryRun::None),
+            // kubectl's bare --dry-run means client.
+            (&["--dry-run"][..], None, DryRun::Client),
+        ] {
+            assert_eq!(
+                with(extra).unwrap_or_else(|e| panic!("{verb:?} {extra:?}: {e}")),
+                WriteFlags { output, dry_run },
+                "{verb:?} {extra:?}"
+            );
+        }
+        for bad in [&["-o", "wide"][..], &["--dry-run=yes"][..]] {
+            assert_eq!(
+                with(bad).unwrap_err().kind(),
+                clap::error::ErrorKind::InvalidValue,
+                "{verb:?} {bad:?}"
+            );
+        }
+    }
+    // Read-only verbs have no -o here.
+    assert!(parse(&["rollout", "status", "web", "-o", "yaml"]).is_err());
+}
+
+#[test]
+fn args_describe_and_completion() {
+    assert!(
+        matches!(parse(&["describe", "dl/web", "-n", "x"]).unwrap().command, Command::Describe { ref name } if name == "dl/web")
+    );
+    for (shell, want) in [
+        ("bash", super::args::CompletionShell::Bash),
+        ("zsh", super::args::CompletionShell::Zsh),
+    ] {
+        assert!(
+            matches!(parse(&["completion", shell]).unwrap().command, Command::Completion { shell } if shell == want)
+        );
+    }
+    assert!(parse(&["completion", "tcsh"]).is_err());
 }
 
 #[test]
@@ -850,9 +973,13 @@ fn args_global_flags_anywhere() {
     ] {
         let cli = parse(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         assert_eq!(cli.global.namespace.as_deref(), Some("prod"), "{argv:?}");
-        assert_eq!(cli.global.context.as_deref(), Some("kind"), "{argv:?}");
         assert_eq!(
-            cli.global.kubeconfig.as_deref(),
+            cli.global.client.context.as_deref(),
+            Some("kind"),
+            "{argv:?}"
+        );
+        assert_eq!(
+            cli.global.client.kubeconfig.as_deref(),
             Some(std::path::Path::new("/tmp/kc")),
             "{argv:?}"
         );
@@ -878,7 +1005,7 @@ fn args_rollout_history_revision() {
 fn args_rollout_undo() {
     let cli = parse(&["rollout", "undo", "web", "--to-revision=2"]).unwrap();
     assert!(
-        matches!(cli.command, Command::Rollout(Rollout::Undo { ref name, to_revision: 2 }) if name == "web")
+        matches!(cli.command, Command::Rollout(Rollout::Undo { ref name, to_revision: 2, .. }) if name == "web")
     );
     let cli = parse(&["rollout", "undo", "web"]).unwrap();
     assert!(matches!(
@@ -898,13 +1025,13 @@ fn args_rollout_undo() {
 #[test]
 fn args_pause_resume_restart() {
     assert!(
-        matches!(parse(&["rollout", "pause", "web"]).unwrap().command, Command::Rollout(Rollout::Pause { ref name }) if name == "web")
+        matches!(parse(&["rollout", "pause", "web"]).unwrap().command, Command::Rollout(Rollout::Pause { ref name, .. }) if name == "web")
     );
     assert!(
-        matches!(parse(&["rollout", "resume", "web"]).unwrap().command, Command::Rollout(Rollout::Resume { ref name }) if name == "web")
+        matches!(parse(&["rollout", "resume", "web"]).unwrap().command, Command::Rollout(Rollout::Resume { ref name, .. }) if name == "web")
     );
     assert!(
-        matches!(parse(&["rollout", "restart", "web"]).unwrap().command, Command::Rollout(Rollout::Restart { ref name }) if name == "web")
+        matches!(parse(&["rollout", "restart", "web"]).unwrap().command, Command::Rollout(Rollout::Restart { ref name, .. }) if name == "web")
     );
 }
 
@@ -913,7 +1040,7 @@ fn args_set_image() {
     let cli = parse(&["set", "image", "web", "a=b", "c=d", "-n", "ns"]).unwrap();
     assert_eq!(cli.global.namespace.as_deref(), Some("ns"));
     match cli.command {
-        Command::Set(Set::Image { name, images }) => {
+        Command::Set(Set::Image { name, images, .. }) => {
             assert_eq!(name, "web");
             assert_eq!(images, ["a=b", "c=d"]);
         }
@@ -967,67 +1094,6 @@ fn args_help_and_version_are_not_errors_for_the_user() {
         let e = parse(argv).unwrap_err();
         assert!(!e.use_stderr(), "{argv:?}");
     }
-}
-
-#[test]
-fn parse_duration_units() {
-    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-    assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-    assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-    assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-    assert_eq!(parse_duration("1h2m3s"), Ok(Duration::from_secs(3723)));
-    assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-    assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-    assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-}
-
-#[test]
-fn parse_duration_errors() {
-    assert_eq!(
-        parse_duration("5x"),
-        Err(r#"invalid duration "5x": use a number with s, m or h"#.into())
-    );
-    assert_eq!(
-        parse_duration("10abc"),
-        Err(r#"invalid duration "10abc": use a number with s, m or h"#.into())
-    );
-    assert_eq!(
-        parse_duration("10s!"),
-        Err(r#"invalid duration "10s!""#.into())
-    );
-    assert_eq!(
-        parse_duration("3m2"),
-        Err(r#"invalid duration "3m2": missing unit (s, m or h)"#.into())
-    );
-    assert_eq!(parse_duration("s"), Err(r#"invalid duration "s""#.into()));
-    assert_eq!(
-        parse_duration("-5s"),
-        Err(r#"invalid duration "-5s""#.into())
-    );
-    assert_eq!(
-        parse_duration("1.5s"),
-        Err(r#"invalid duration "1.5s": use a number with s, m or h"#.into())
-    );
-    assert_eq!(parse_duration(""), Err(r#"invalid duration """#.into()));
-    assert_eq!(
-        parse_duration(" 5s"),
-        Err(r#"invalid duration " 5s""#.into())
-    );
-}
-
-#[test]
-fn parse_duration_out_of_range_is_an_error_not_a_panic() {
-    let big = format!("{}h", u64::MAX / 1000);
-    assert_eq!(
-        parse_duration(&big),
-        Err(format!("invalid duration {big:?}: out of range"))
-    );
-    let sum = format!("{}s{}s", u64::MAX, u64::MAX);
-    assert_eq!(
-        parse_duration(&sum),
-        Err(format!("invalid duration {sum:?}: out of range"))
-    );
-    assert!(parse_duration("99999999999999999999999s").is_err());
 }
 
 // ---------------------------------------------------------------- template::describe
@@ -1132,4 +1198,197 @@ fn describe_an_empty_template() {
          \x20 Node-Selectors: <none>\n\
          \x20 Tolerations:    <none>\n"
     );
+}
+
+// ---------------------------------------------------------------- rollout status --revision
+
+fn at_revision(rev: Option<&str>) -> DeploymentLite {
+    let mut d = plain("x");
+    if let Some(r) = rev {
+        d.metadata.annotations = Some([(REVISION_ANNOTATION.to_string(), r.to_string())].into());
+    }
+    d
+}
+
+#[test]
+fn status_revision_must_be_the_running_one() {
+    assert_eq!(check_status_revision(&at_revision(Some("3")), 0), Ok(()));
+    assert_eq!(check_status_revision(&at_revision(None), 0), Ok(()));
+    assert_eq!(check_status_revision(&at_revision(Some("3")), 3), Ok(()));
+    assert_eq!(
+        err(check_status_revision(&at_revision(Some("3")), 2).unwrap_err()),
+        "error: desired revision (2) is different from the running revision (3)"
+    );
+    assert_eq!(
+        err(check_status_revision(&at_revision(None), 1).unwrap_err()),
+        "error: desired revision (1) is different from the running revision (0)"
+    );
+    assert!(
+        err(check_status_revision(&at_revision(Some("x")), 1).unwrap_err())
+            .starts_with(r#"error: cannot get the revision of deployment "x""#)
+    );
+}
+
+// ---------------------------------------------------------------- rollout undo (client side)
+
+#[test]
+fn undo_patch_writes_the_revisions_template_without_the_hash_label() {
+    let mut current = plain("web");
+    current.metadata.annotations = Some(
+        [
+            ("team".to_string(), "a".to_string()),
+            (CHANGE_CAUSE_ANNOTATION.to_string(), "now".to_string()),
+            (REVISION_ANNOTATION.to_string(), "3".to_string()),
+        ]
+        .into(),
+    );
+    let mut tmpl = template("nginx:1");
+    tmpl["metadata"]["labels"]["pod-template-hash"] = json!("abc");
+    let old = rs_with("web-abc", Some("1"), Some("first"), tmpl);
+    let mut old_with_bookkeeping = old.clone();
+    old_with_bookkeeping
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("dlite.dev/completed-at".into(), "t".into());
+    let patch = undo_patch(&current, &[old_with_bookkeeping, rs(3, "nginx:3")], 1).unwrap();
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "replace", "path": "/spec/template", "value": template("nginx:1")},
+            {"op": "add", "path": "/metadata/annotations", "value": {
+                "team": "a",
+                CHANGE_CAUSE_ANNOTATION: "first",
+                REVISION_ANNOTATION: "3"
+            }},
+        ])
+    );
+    // A revision without a change-cause takes the current one away.
+    let patch = undo_patch(&current, &[rs(1, "nginx:1")], 1).unwrap();
+    assert_eq!(
+        patch[1]["value"],
+        json!({"team": "a", REVISION_ANNOTATION: "3"})
+    );
+    assert_eq!(
+        err(undo_patch(&current, &[rs(1, "nginx:1")], 5).unwrap_err()),
+        "error: unable to find specified revision 5 in history"
+    );
+}
+
+// ---------------------------------------------------------------- -o
+
+#[test]
+fn output_forms() {
+    use super::output::render;
+    let mut d = plain("web");
+    d.metadata.managed_fields = Some(vec![Default::default()]);
+    assert_eq!(
+        render(&d, "web", "paused", None, DryRun::None).unwrap(),
+        "deploymentlite.apps.dlite.dev/web paused\n"
+    );
+    assert_eq!(
+        render(&d, "web", "paused", None, DryRun::Client).unwrap(),
+        "deploymentlite.apps.dlite.dev/web paused (dry run)\n"
+    );
+    assert_eq!(
+        render(&d, "web", "image updated", None, DryRun::Server).unwrap(),
+        "deploymentlite.apps.dlite.dev/web image updated (server dry run)\n"
+    );
+    assert_eq!(
+        render(
+            &d,
+            "web",
+            "paused",
+            Some(OutputFormat::Name),
+            DryRun::Client
+        )
+        .unwrap(),
+        "deploymentlite.apps.dlite.dev/web\n"
+    );
+    let j = render(&d, "web", "paused", Some(OutputFormat::Json), DryRun::None).unwrap();
+    assert!(
+        j.starts_with(
+            "{\n    \"apiVersion\": \"apps.dlite.dev/v1\",\n    \"kind\": \"DeploymentLite\",\n"
+        ),
+        "{j}"
+    );
+    let back: Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(back["spec"]["replicas"], 3);
+    assert!(back["metadata"].get("managedFields").is_none(), "{j}");
+    let y = render(&d, "web", "paused", Some(OutputFormat::Yaml), DryRun::None).unwrap();
+    assert!(
+        y.starts_with("apiVersion: apps.dlite.dev/v1\nkind: DeploymentLite\nmetadata:\n"),
+        "{y}"
+    );
+    assert!(!y.contains("managedFields"), "{y}");
+    let back: Value = serde_saphyr::from_str(&y).unwrap();
+    assert_eq!(back["metadata"]["name"], "web");
+    assert_eq!(
+        back["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:3"
+    );
+}
+
+#[test]
+fn completion_scripts_name_the_verbs() {
+    use super::args::CompletionShell;
+    for (shell, marker) in [
+        (CompletionShell::Bash, "complete -F"),
+        (CompletionShell::Zsh, "#compdef kubectl-dlite"),
+    ] {
+        let mut out = Vec::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let cli = Cli {
+            global: Default::default(),
+            command: Command::Completion { shell },
+        };
+        rt.block_on(super::run::run(cli, &mut out)).unwrap();
+        let script = String::from_utf8(out).unwrap();
+        assert!(script.contains(marker), "{shell:?}: {script}");
+        for verb in ["rollout", "describe", "why-pending", "--dry-run", "--watch"] {
+            assert!(script.contains(verb), "{shell:?} lacks {verb}");
+        }
+    }
+}
+
+/// The bash script really completes subcommands and flags below the top
+/// level (clap_complete's own script for a hyphenated name does not).
+#[test]
+fn bash_completion_completes_nested_words() {
+    use super::args::CompletionShell;
+    let mut out = Vec::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let cli = Cli {
+        global: Default::default(),
+        command: Command::Completion {
+            shell: CompletionShell::Bash,
+        },
+    };
+    rt.block_on(super::run::run(cli, &mut out)).unwrap();
+    let dir = std::env::temp_dir().join(format!("dlite-completion-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("kubectl-dlite.bash");
+    std::fs::write(&script, &out).unwrap();
+    let complete = |words: &str| {
+        let probe = format!(
+            r#"source {script}; f=$(complete -p kubectl-dlite | sed 's/.*-F \([^ ]*\).*/\1/'); COMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); $f kubectl-dlite "${{COMP_WORDS[-1]}}" "${{COMP_WORDS[-2]}}"; echo "${{COMPREPLY[@]}}""#,
+            script = script.display()
+        );
+        let o = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&probe)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(complete("kubectl-dlite rollout st"), "status");
+    assert_eq!(complete("kubectl-dlite rollout status web --wa"), "--watch");
+    assert_eq!(complete("kubectl-dlite set image web --dry"), "--dry-run");
+    assert_eq!(complete("kubectl-dlite desc"), "describe");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

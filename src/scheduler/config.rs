@@ -78,9 +78,10 @@ pub struct Flags {
     /// Bindings in flight at once [default: 128].
     #[arg(long, allow_negative_numbers = true)]
     pub bind_concurrency: Option<i64>,
-    /// Kubeconfig to use instead of $KUBECONFIG / in-cluster config.
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
+    /// --kubeconfig and --context, shared with dlite-controller;
+    /// --kubeconfig overrides clientConnection.kubeconfig.
+    #[command(flatten)]
+    pub client: crate::runtime::args::ClientArgs,
 }
 
 #[derive(Deserialize, Debug, Default, Clone, PartialEq)]
@@ -177,7 +178,8 @@ pub enum ConfigError {
     #[error("parsing {path}: {source}")]
     Parse {
         path: PathBuf,
-        source: serde_yaml::Error,
+        // Boxed: serde-saphyr's error carries a source snippet and is large.
+        source: Box<serde_saphyr::Error>,
     },
     #[error("invalid configuration: {}", join(.0))]
     Invalid(Vec<FieldError>),
@@ -254,9 +256,9 @@ impl SchedulerConfig {
 
     /// Parses a config file's text (no flags), validated.
     pub fn from_yaml(text: &str) -> Result<SchedulerConfig, ConfigError> {
-        let file = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+        let file = serde_saphyr::from_str(text).map_err(|source| ConfigError::Parse {
             path: PathBuf::from("<config>"),
-            source,
+            source: Box::new(source),
         })?;
         resolve(file, &Flags::default())
     }
@@ -274,9 +276,9 @@ fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
     if text.trim().is_empty() {
         return Ok(ConfigFile::default());
     }
-    serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+    serde_saphyr::from_str(&text).map_err(|source| ConfigError::Parse {
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -375,7 +377,7 @@ fn resolve(file: ConfigFile, flags: &Flags) -> Result<SchedulerConfig, ConfigErr
             );
         }
     }
-    config.kubeconfig = flags.kubeconfig.clone().or(client.kubeconfig);
+    config.kubeconfig = flags.client.kubeconfig.clone().or(client.kubeconfig);
 
     // Weights: the file's, then each flag over it.
     let mut weights: Vec<(String, i64, Option<&'static str>)> = file
