@@ -256,7 +256,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         }
         Command::Rollout(Rollout::Restart { name, write }) => {
             let name = parse_name(&name)?;
-            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let now = k8s_openapi::jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string();
             let updated = patch_from_fresh(&api, &name, write.dry_run, |dl| {
                 check_restart(dl)?;
                 Ok(Change::Merge(

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -350,7 +349,7 @@ async fn reconcile_inner(
         dl: &dl,
         rses: &claimed,
         pods: &pods,
-        now: Utc::now(),
+        now: k8s_openapi::jiff::Timestamp::now(),
     });
     debug!(actions = plan.actions.len(), "planned");
     execute(&ctx, &dl, &ns, plan).await
@@ -496,7 +495,7 @@ async fn execute(
                                 "False",
                                 planner::reason::CREATE_ERROR,
                                 msg,
-                                Utc::now(),
+                                k8s_openapi::jiff::Timestamp::now(),
                             ),
                         );
                         write_status(&dl_api, &current, status).await?;

@@ -189,21 +189,25 @@ mod tests {
         })
     }
 
-    /// Runs the watchdog on paused tokio time (its polling sleeps pass at
-    /// once); `Some` with the number of Lease reads when it fired within
-    /// `limit` of tokio time, `None` when it did not.
+    /// A 3 s lease with a 1 s grace: the watchdog reads every 0.5 s and
+    /// gives up when less than 1 s of validity is left.
+    const DURATION: u64 = 3;
+    const GRACE: u64 = 1;
+
+    /// `Some` with the number of Lease reads when the watchdog fired within
+    /// `limit`, `None` when it did not.
     async fn watchdog_fires_within(api: &FakeApi, limit: Duration) -> Option<usize> {
         let leases: Api<Lease> = Api::namespaced(api.client.clone(), "ns");
-        match tokio::time::timeout(limit, watchdog(&leases, "dlite", "me", 15, 5)).await {
+        match tokio::time::timeout(limit, watchdog(&leases, "dlite", "me", DURATION, GRACE)).await {
             Ok(()) => Some(api.requests().len()),
             Err(_) => None,
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn stops_the_work_when_another_identity_holds_the_lease() {
         let api = FakeApi::start(|_| (200, lease("someone-else", Timestamp::now())));
-        let reads = watchdog_fires_within(&api, Duration::from_secs(60)).await;
+        let reads = watchdog_fires_within(&api, Duration::from_secs(5)).await;
         assert_eq!(
             reads,
             Some(1),
@@ -212,56 +216,50 @@ mod tests {
         assert!(api.lines().iter().all(|l| l == &format!("GET {LEASE}")));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn stops_the_work_when_the_lease_is_gone() {
         let api = FakeApi::start(|_| status(404, "NotFound", "leases \"dlite\" not found"));
         assert_eq!(
-            watchdog_fires_within(&api, Duration::from_secs(60)).await,
+            watchdog_fires_within(&api, Duration::from_secs(5)).await,
             Some(1)
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn keeps_working_while_our_renewals_keep_the_lease_valid() {
-        // Renewed "now" at every read, as the lease manager does.
+        // Renewed "now" at every read, as the lease manager does; the lease
+        // is checked for longer than it lasts.
         let api = FakeApi::start(|_| (200, lease("me", Timestamp::now())));
         assert_eq!(
-            watchdog_fires_within(&api, Duration::from_secs(60)).await,
+            watchdog_fires_within(&api, Duration::from_secs(DURATION + 1)).await,
             None
         );
-        assert!(api.requests().len() > 10, "it kept checking");
+        assert!(api.requests().len() >= 6, "it kept checking");
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn stops_the_work_before_an_unrenewed_lease_could_pass_to_a_standby() {
-        // Ours, but last renewed 11 s ago: 15 - 11 = 4 s of validity left,
-        // under the 5 s grace, so a standby may take it over soon.
-        let stale = Timestamp::now() - SignedDuration::from_secs(11);
+        // Ours, but last renewed 2.5 s ago: 0.5 s of validity left, under
+        // the grace, so a standby may take it over soon.
+        let stale = Timestamp::now() - SignedDuration::from_millis(2500);
         let api = FakeApi::start(move |_| (200, lease("me", stale)));
         assert_eq!(
-            watchdog_fires_within(&api, Duration::from_secs(60)).await,
+            watchdog_fires_within(&api, Duration::from_secs(5)).await,
             Some(1)
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn an_unreadable_lease_is_judged_by_the_last_confirmed_renewal() {
-        // The API server is unreachable: the watchdog must not wait forever.
+        // The API server is unreachable: the watchdog must not wait forever,
+        // only as long as the lease stays usable (duration - grace).
         let api = FakeApi::start(|_| status(503, "ServiceUnavailable", "etcd is down"));
-        let leases: Api<Lease> = Api::namespaced(api.client.clone(), "ns");
         let start = std::time::Instant::now();
-        // Real time: validity is judged on the wall clock, so this waits the
-        // (15 - 5) seconds a lease stays usable after its last renewal.
-        tokio::time::resume();
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            watchdog(&leases, "dlite", "me", 15, 5),
-        )
-        .await
-        .expect("the watchdog gives up once the last renewal is too old");
+        let reads = watchdog_fires_within(&api, Duration::from_secs(10)).await;
         let waited = start.elapsed();
+        assert!(reads.is_some_and(|n| n >= 3), "reads: {reads:?}");
         assert!(
-            (Duration::from_secs(9)..Duration::from_secs(13)).contains(&waited),
+            (Duration::from_millis(1500)..Duration::from_secs(4)).contains(&waited),
             "gave up after {waited:?}"
         );
     }

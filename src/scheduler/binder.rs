@@ -144,8 +144,11 @@ pub async fn record_failure(
             "lastProbeTime": null,
         });
         if record.transition {
-            condition["lastTransitionTime"] =
-                json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            condition["lastTransitionTime"] = json!(
+                k8s_openapi::jiff::Timestamp::now()
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string()
+            );
         }
         let patch = json!({
             "metadata": {"uid": pod.metadata.uid},

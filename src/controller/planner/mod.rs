@@ -15,10 +15,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{DeploymentCondition, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
 use crate::api::{
@@ -59,8 +59,9 @@ pub mod reason {
 /// rollback goes back only to such revisions).
 pub const COMPLETED_ANNOTATION: &str = "dlite.dev/completed-at";
 
-fn to_rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+fn to_rfc3339(t: Timestamp) -> String {
+    // Whole seconds, as the API server writes its own timestamps.
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Longest `revision-history` annotation kept; oldest entries go first.
@@ -125,7 +126,7 @@ pub struct SyncInput<'a> {
     pub rses: &'a [ReplicaSet],
     /// Pods controlled by those ReplicaSets (Recreate waits on them).
     pub pods: &'a [Pod],
-    pub now: DateTime<Utc>,
+    pub now: Timestamp,
 }
 
 /// A ReplicaSet as the sync sees it: the object as read, and the state the
@@ -186,7 +187,7 @@ impl<'a> Rs<'a> {
 /// The sync in progress: state as decided so far, and what it wrote.
 struct Sync<'a> {
     dl: &'a DeploymentLite,
-    now: DateTime<Utc>,
+    now: Timestamp,
     replicas: i32,
     bounds: Bounds,
     new_rs: Option<Rs<'a>>,

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use k8s_openapi::api::apps::v1::{DeploymentCondition, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -25,16 +25,16 @@ use crate::controller::rollout::progress::to_time;
 // ---------------------------------------------------------------------------
 
 /// "Now" of every sync in these tests.
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap()
+fn t0() -> Timestamp {
+    "2024-03-01T12:00:00Z".parse().unwrap()
 }
 
-fn secs_ago(s: i64) -> DateTime<Utc> {
-    t0() - chrono::Duration::seconds(s)
+fn secs_ago(s: i64) -> Timestamp {
+    t0() - SignedDuration::from_secs(s)
 }
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+fn ts(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// The DeploymentLite's pod template for `image`, as a user writes it.
@@ -127,7 +127,7 @@ fn rs_json(image: &str, revision: i64, minute: i64, spec: i32, available: i32) -
         "metadata": {
             "name": format!("web-{hash}"), "namespace": "default", "uid": uid(image),
             "resourceVersion": rv(image), "generation": 1,
-            "creationTimestamp": ts(secs_ago(3600) + chrono::Duration::minutes(minute)),
+            "creationTimestamp": ts(secs_ago(3600) + SignedDuration::from_mins(minute)),
             "labels": {"app": "web", "pod-template-hash": hash},
             "annotations": {"dlite.dev/revision": revision.to_string()},
             "ownerReferences": [{
@@ -197,8 +197,8 @@ fn cond(
     status: &str,
     reason: &str,
     message: &str,
-    last_update: DateTime<Utc>,
-    last_transition: DateTime<Utc>,
+    last_update: Timestamp,
+    last_transition: Timestamp,
 ) -> DeploymentCondition {
     DeploymentCondition {
         type_: type_.into(),
@@ -210,7 +210,7 @@ fn cond(
     }
 }
 
-fn available_true(at: DateTime<Utc>) -> DeploymentCondition {
+fn available_true(at: Timestamp) -> DeploymentCondition {
     cond(
         "Available",
         "True",
@@ -1604,7 +1604,7 @@ struct World {
     delays: Vec<u32>,
     next_delay: usize,
     next_rv: u64,
-    now: DateTime<Utc>,
+    now: Timestamp,
 }
 
 fn spec_of(rs: &ReplicaSet) -> i32 {
@@ -1748,7 +1748,7 @@ impl World {
             status.ready_replicas = Some(available);
             status.observed_generation = rs.metadata.generation;
         }
-        self.now += chrono::Duration::seconds(1);
+        self.now += SignedDuration::from_secs(1);
     }
 }
 

@@ -6,7 +6,7 @@
 //! A ReplicaSet is seen through [`RsState`], which the reconciler builds
 //! from the real apps/v1 ReplicaSet.
 
-use chrono::{DateTime, Utc};
+use k8s_openapi::jiff::Timestamp;
 
 pub mod bounds;
 pub mod cleanup;
@@ -19,7 +19,7 @@ pub mod scaling;
 pub struct RsState {
     pub name: String,
     /// creationTimestamp; `None` sorts first.
-    pub created: Option<DateTime<Utc>>,
+    pub created: Option<Timestamp>,
     /// `dlite.dev/revision`, 0 when absent or unparsable.
     pub revision: i64,
     /// spec.replicas
@@ -70,11 +70,11 @@ pub(crate) fn available_sum<'a>(rses: impl IntoIterator<Item = &'a RsState>) -> 
 #[cfg(test)]
 pub(crate) mod fixture {
     use super::RsState;
-    use chrono::{DateTime, TimeZone, Utc};
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
     /// A fixed clock for tests: 2016-05-20 00:00 UTC plus `minutes`.
-    pub(crate) fn at(minutes: i64) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2016, 5, 20, 0, 0, 0).unwrap() + chrono::Duration::minutes(minutes)
+    pub(crate) fn at(minutes: i64) -> Timestamp {
+        "2016-05-20T00:00:00Z".parse::<Timestamp>().unwrap() + SignedDuration::from_mins(minutes)
     }
 
     /// A settled ReplicaSet created `minutes` after the test epoch: `spec`

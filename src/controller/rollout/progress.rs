@@ -2,10 +2,9 @@
 //! when it has missed its progress deadline, and the bookkeeping of the
 //! `Available` / `Progressing` / `ReplicaFailure` conditions.
 
-use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::DeploymentCondition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 /// Whether the rollout is complete: every desired pod is updated and
 /// available, there are no other pods left, and the status describes the
@@ -33,8 +32,8 @@ pub fn is_complete(
 /// clock does not run while paused).
 pub fn timed_out(
     progress_deadline_seconds: Option<i32>,
-    progressing_last_update: DateTime<Utc>,
-    now: DateTime<Utc>,
+    progressing_last_update: Timestamp,
+    now: Timestamp,
 ) -> bool {
     match deadline(progress_deadline_seconds, progressing_last_update) {
         Some(at) => at < now,
@@ -51,22 +50,20 @@ pub fn timed_out(
 /// controller.
 pub fn requeue_after(
     progress_deadline_seconds: Option<i32>,
-    progressing_last_update: DateTime<Utc>,
-    now: DateTime<Utc>,
+    progressing_last_update: Timestamp,
+    now: Timestamp,
 ) -> Option<std::time::Duration> {
     let at = deadline(progress_deadline_seconds, progressing_last_update)?;
-    Some((at - now).to_std().unwrap_or(std::time::Duration::ZERO))
+    // Negative (the deadline has passed) does not convert: requeue now.
+    Some(std::time::Duration::try_from(at.duration_since(now)).unwrap_or(std::time::Duration::ZERO))
 }
 
-fn deadline(
-    progress_deadline_seconds: Option<i32>,
-    last_update: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
+fn deadline(progress_deadline_seconds: Option<i32>, last_update: Timestamp) -> Option<Timestamp> {
     match progress_deadline_seconds {
         None | Some(i32::MAX) => None,
-        Some(seconds) => {
-            last_update.checked_add_signed(chrono::Duration::seconds(i64::from(seconds)))
-        }
+        Some(seconds) => last_update
+            .checked_add(SignedDuration::from_secs(i64::from(seconds)))
+            .ok(),
     }
 }
 
@@ -76,7 +73,7 @@ pub fn new_condition(
     status: &str,
     reason: &str,
     message: String,
-    now: DateTime<Utc>,
+    now: Timestamp,
 ) -> DeploymentCondition {
     DeploymentCondition {
         type_: type_.to_string(),
@@ -122,34 +119,20 @@ pub fn remove_condition(conds: &mut Vec<DeploymentCondition>, type_: &str) {
     conds.retain(|c| c.type_ != type_);
 }
 
-/// chrono -> the API's Time (a jiff Timestamp in k8s-openapi 0.29), to the
-/// nanosecond. chrono's range is wider than jiff's (years -9999..=9999);
-/// instants outside it are clamped to jiff's ends.
-pub fn to_time(t: DateTime<Utc>) -> Time {
-    let nanos = i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos());
-    let ts = Timestamp::from_nanosecond(nanos).unwrap_or(if nanos < 0 {
-        Timestamp::MIN
-    } else {
-        Timestamp::MAX
-    });
-    Time(ts)
+/// A Timestamp as the API's Time (k8s-openapi 0.29 wraps a jiff Timestamp,
+/// the one time type this crate uses).
+pub fn to_time(t: Timestamp) -> Time {
+    Time(t)
 }
 
-/// The API's Time -> chrono, to the nanosecond. Every jiff Timestamp fits.
-pub fn from_time(t: &Time) -> DateTime<Utc> {
-    let nanos = t.0.as_nanosecond();
-    let seconds = nanos.div_euclid(1_000_000_000);
-    let subsec = nanos.rem_euclid(1_000_000_000);
-    i64::try_from(seconds)
-        .ok()
-        .and_then(|s| DateTime::from_timestamp(s, u32::try_from(subsec).ok()?))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+/// The API's Time as a Timestamp.
+pub fn from_time(t: &Time) -> Timestamp {
+    t.0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
     use proptest::prelude::*;
     use std::time::Duration;
 
@@ -186,8 +169,12 @@ mod tests {
 
     // Row 40: the deadline. Upstream's clock: 00:01:09 etc. on one day.
 
-    fn t(min: u32, sec: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2016, 1, 1, 0, min, sec).unwrap()
+    fn t(min: i8, sec: i8) -> Timestamp {
+        k8s_openapi::jiff::civil::date(2016, 1, 1)
+            .at(0, min, sec, 0)
+            .to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC)
+            .unwrap()
+            .timestamp()
     }
 
     #[test]
@@ -209,7 +196,7 @@ mod tests {
         assert!(timed_out(
             Some(10),
             t(1, 10),
-            t(1, 20) + chrono::Duration::nanoseconds(1)
+            t(1, 20) + SignedDuration::from_nanos(1)
         ));
     }
 
@@ -223,8 +210,8 @@ mod tests {
 
     #[test]
     fn row_40_deadline_60s_last_18_49_now_plus_30s_requeues_in_30s() {
-        let last = Utc.with_ymd_and_hms(2016, 9, 28, 18, 49, 0).unwrap();
-        let now = last + chrono::Duration::seconds(30);
+        let last: Timestamp = "2016-09-28T18:49:00Z".parse().unwrap();
+        let now = last + SignedDuration::from_secs(30);
         assert_eq!(
             requeue_after(Some(60), last, now),
             Some(Duration::from_secs(30))
@@ -241,7 +228,7 @@ mod tests {
 
     // docs/controller.md §7: condition timestamps.
 
-    fn at(sec: u32) -> DateTime<Utc> {
+    fn at(sec: i8) -> Timestamp {
         t(2, sec)
     }
 
@@ -356,36 +343,26 @@ mod tests {
     }
 
     #[test]
-    fn time_conversion_keeps_nanoseconds_and_serializes_as_rfc3339() {
-        let when = Utc.with_ymd_and_hms(2016, 9, 28, 18, 49, 0).unwrap()
-            + chrono::Duration::nanoseconds(123_456_789);
+    fn api_time_keeps_nanoseconds_and_serializes_as_rfc3339_seconds() {
+        let when: Timestamp = "2016-09-28T18:49:00.123456789Z".parse().unwrap();
         let time = to_time(when);
         assert_eq!(from_time(&time), when);
         assert_eq!(
             serde_json::to_string(&time).unwrap(),
             "\"2016-09-28T18:49:00Z\""
         );
-        let before_epoch = Utc.with_ymd_and_hms(1969, 12, 31, 23, 59, 59).unwrap()
-            + chrono::Duration::milliseconds(500);
-        assert_eq!(from_time(&to_time(before_epoch)), before_epoch);
     }
 
     proptest! {
         #[test]
-        fn time_round_trips(secs in -62_000_000_000i64..250_000_000_000, nanos in 0u32..1_000_000_000) {
-            let when = DateTime::from_timestamp(secs, nanos).unwrap();
-            prop_assert_eq!(from_time(&to_time(when)), when);
-        }
-
-        #[test]
         fn requeue_lands_on_the_deadline(deadline in 1i32..100_000, elapsed in 0i64..200_000) {
             let last = t(0, 0);
-            let now = last + chrono::Duration::seconds(elapsed);
+            let now = last + SignedDuration::from_secs(elapsed);
             let after = requeue_after(Some(deadline), last, now).unwrap();
             // Just past the requeue moment the deadline has passed; at it, not yet.
-            let wake = now + chrono::Duration::from_std(after).unwrap();
+            let wake = now + SignedDuration::try_from(after).unwrap();
             prop_assert!(!timed_out(Some(deadline), last, wake) || after.is_zero());
-            prop_assert!(timed_out(Some(deadline), last, wake + chrono::Duration::seconds(1)));
+            prop_assert!(timed_out(Some(deadline), last, wake + SignedDuration::from_secs(1)));
         }
     }
 }
