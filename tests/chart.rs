@@ -5,7 +5,10 @@
 //! Deployments become Available, its RBAC is exactly enough for the real
 //! binaries (run here with the chart's ServiceAccount tokens and the chart's
 //! own command lines), and `helm uninstall` removes everything it created
-//! but the CRD.
+//! but the CRD. The CRD is a template (`crds.enabled`, `crds.keep`): an
+//! upgrade that adds a field to it serves the field, and uninstall keeps
+//! it. The chart README's values table matches values.schema.json and
+//! values.yaml, and Chart.yaml's kubeVersion refuses Kubernetes 1.28.
 //!
 //! helm is $HELM, else the one `hack/testenv build` made, else `helm` on
 //! PATH. Every release is named after its own test namespace, so tests run
@@ -34,6 +37,8 @@ use support::{TestNamespace, kubeconfig_path, repo_root, wait_for};
 
 const CHART: &str = "charts/deploymentlite";
 const CRD_NAME: &str = "deploymentlites.apps.dlite.dev";
+/// The chart's copy of crd/deploymentlite.yaml, which templates/crds.yaml renders.
+const CHART_CRD: &str = "files/deploymentlite-crd.yaml";
 
 // ---------------------------------------------------------------------------
 // helm and rendered manifests
@@ -306,26 +311,23 @@ fn chart_lints_clean() {
 #[test]
 fn chart_crd_and_deploy_manifest_are_current() {
     let generated = std::fs::read(repo_root().join("crd/deploymentlite.yaml")).unwrap();
-    let copy = std::fs::read(repo_root().join(CHART).join("crds/deploymentlite.yaml")).unwrap();
+    let copy = std::fs::read(repo_root().join(CHART).join(CHART_CRD)).unwrap();
     assert!(
         generated == copy,
-        "charts/deploymentlite/crds/deploymentlite.yaml differs from crd/deploymentlite.yaml: run `make chart-crd`"
+        "charts/deploymentlite/{CHART_CRD} differs from crd/deploymentlite.yaml: run `make chart-crd`"
+    );
+    assert!(
+        !repo_root().join(CHART).join("crds").exists(),
+        "the chart has a crds/ directory again: Helm never upgrades what is there"
     );
 
     // deploy/deploymentlite.yaml is a restricted Namespace, then exactly
-    // what `helm template --include-crds` renders today.
+    // what `helm template` renders today (the CRD is one of the templates).
     let committed =
         std::fs::read_to_string(repo_root().join("deploy/deploymentlite.yaml")).unwrap();
     let rendered = helm(
         false,
-        &[
-            "template",
-            "dlite",
-            CHART,
-            "--namespace",
-            "dlite-system",
-            "--include-crds",
-        ],
+        &["template", "dlite", CHART, "--namespace", "dlite-system"],
     )
     .expect_ok()
     .stdout;
@@ -342,10 +344,13 @@ fn chart_crd_and_deploy_manifest_are_current() {
         objs[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
         "restricted"
     );
-    assert_eq!(
-        kind(&objs[1]),
-        "CustomResourceDefinition",
-        "the CRD comes before anything that needs it"
+    // Helm's install order puts the CRD before the Deployments, whose
+    // controller needs it.
+    let position = |k: &str| objs.iter().position(|o| kind(o) == k);
+    let crd = position("CustomResourceDefinition").expect("the CRD in deploy/deploymentlite.yaml");
+    assert!(
+        crd < position("Deployment").unwrap(),
+        "the CRD comes after a Deployment"
     );
 }
 
@@ -360,6 +365,7 @@ fn template_renders_every_object_with_the_expected_settings() {
         ("RoleBinding", 2),
         ("Service", 2),
         ("Deployment", 2),
+        ("CustomResourceDefinition", 1),
     ]
     .into_iter()
     .map(|(k, n)| (k.to_string(), n))
@@ -375,7 +381,9 @@ fn template_renders_every_object_with_the_expected_settings() {
             name(o)
         );
         assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
-        if matches!(kind(o), "ClusterRole" | "ClusterRoleBinding") {
+        if kind(o) == "CustomResourceDefinition" {
+            assert!(o["metadata"]["namespace"].is_null());
+        } else if matches!(kind(o), "ClusterRole" | "ClusterRoleBinding") {
             assert!(
                 name(o).starts_with("dlite-"),
                 "cluster-scoped {} carries the release name",
@@ -555,17 +563,78 @@ fn template_renders_every_object_with_the_expected_settings() {
         "all namespaces by default"
     );
 
-    // --include-crds adds the CRD, byte for byte the generated one.
-    let with_crds = docs(
-        &helm(false, &["template", "dlite", CHART, "--include-crds"])
-            .expect_ok()
-            .stdout,
-    );
-    let crd = with_crds
-        .iter()
-        .find(|o| kind(o) == "CustomResourceDefinition")
-        .expect("the CRD");
+    // The CRD: the generated one's spec, unchanged, with the release's
+    // labels and the keep annotation.
+    let crd = component_of_kind(&objs, "CustomResourceDefinition");
     assert_eq!(name(crd), CRD_NAME);
+    let generated =
+        docs(&std::fs::read_to_string(repo_root().join("crd/deploymentlite.yaml")).unwrap());
+    assert_eq!(generated.len(), 1);
+    assert_eq!(crd["apiVersion"], generated[0]["apiVersion"]);
+    assert!(
+        crd["spec"] == generated[0]["spec"],
+        "the rendered CRD's spec differs from crd/deploymentlite.yaml's"
+    );
+    assert_eq!(
+        crd["metadata"]["annotations"],
+        json!({"helm.sh/resource-policy": "keep"}),
+        "crds.keep=true by default: helm uninstall must never delete the CRD"
+    );
+}
+
+/// The one object of a kind.
+fn component_of_kind<'a>(objs: &'a [Value], kind_: &str) -> &'a Value {
+    let found: Vec<&Value> = objs.iter().filter(|o| kind(o) == kind_).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {kind_}, found {}",
+        found.len()
+    );
+    found[0]
+}
+
+#[test]
+fn template_renders_the_crd_as_crds_values_say() {
+    // crds.keep=false: the same CRD, without the annotation (so helm
+    // uninstall deletes it).
+    let objs = template(&["crds.keep=false"]);
+    let crd = component_of_kind(&objs, "CustomResourceDefinition");
+    assert_eq!(name(crd), CRD_NAME);
+    assert!(
+        crd["metadata"]["annotations"].is_null(),
+        "{}",
+        crd["metadata"]
+    );
+    // No crds values at all, as in a release of a chart version before them
+    // upgraded with --reuse-values (Helm then applies no new defaults): the
+    // defaults, a kept CRD, not a nil pointer error.
+    let objs = template(&["crds=null"]);
+    let crd = component_of_kind(&objs, "CustomResourceDefinition");
+    assert_eq!(
+        crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    // crds.enabled=false: no CRD, everything else as before.
+    let objs = template(&["crds.enabled=false"]);
+    assert!(
+        objs.iter().all(|o| kind(o) != "CustomResourceDefinition"),
+        "crds.enabled=false still renders the CRD"
+    );
+    assert_eq!(kinds(&objs).get("Deployment"), Some(&2));
+    // The schema knows both values and nothing else under crds.
+    let run = helm(
+        false,
+        &["template", "dlite", CHART, "--set", "crds.install=true"],
+    );
+    assert!(
+        !run.ok
+            && run
+                .stderr
+                .contains("at '/crds': additional properties 'install' not allowed"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -761,6 +830,355 @@ fn schema_rejects_bad_values_naming_the_field() {
     ]);
 }
 
+/// One row of the chart README's values table: key, type, default (as
+/// JSON, None when values.yaml leaves it unset).
+#[derive(Debug, PartialEq)]
+struct ValueRow {
+    key: String,
+    type_: String,
+    default: Option<Value>,
+}
+
+/// A schema node with its `$ref`s into `definitions` followed.
+fn resolve<'a>(schema: &'a Value, mut node: &'a Value) -> &'a Value {
+    while let Some(r) = node["$ref"].as_str() {
+        let name = r
+            .strip_prefix("#/definitions/")
+            .unwrap_or_else(|| panic!("values.schema.json: unsupported $ref {r}"));
+        node = &schema["definitions"][name];
+        assert!(
+            !node.is_null(),
+            "values.schema.json: $ref {r} names nothing"
+        );
+    }
+    node
+}
+
+/// The type a reader is told: `type`, else the JSON type of an enum's or a
+/// const's values, else the types of anyOf/oneOf joined with " or ".
+fn schema_type(schema: &Value, node: &Value) -> String {
+    let node = resolve(schema, node);
+    let json_type = |v: &Value| match v {
+        Value::String(_) => "string",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::Null => "null",
+    };
+    if let Some(t) = node["type"].as_str() {
+        return t.to_string();
+    }
+    if let Some(first) = node["enum"].as_array().and_then(|e| e.first()) {
+        return json_type(first).to_string();
+    }
+    if !node["const"].is_null() {
+        return json_type(&node["const"]).to_string();
+    }
+    for alternatives in ["anyOf", "oneOf"] {
+        if let Some(alts) = node[alternatives].as_array() {
+            let mut types: Vec<String> = Vec::new();
+            for t in alts.iter().map(|a| schema_type(schema, a)) {
+                if !types.contains(&t) {
+                    types.push(t);
+                }
+            }
+            return types.join(" or ");
+        }
+    }
+    panic!("values.schema.json: no type for {node}")
+}
+
+/// Every value the schema knows (sorted by key): a property is one
+/// row unless its schema lists `properties` and values.yaml gives it a
+/// non-empty object, in which case its properties are the rows.
+fn expected_value_rows(schema: &Value, values: &Value) -> Vec<ValueRow> {
+    fn walk(schema: &Value, node: &Value, values: &Value, prefix: &str, rows: &mut Vec<ValueRow>) {
+        let node = resolve(schema, node);
+        let props = node["properties"].as_object().expect("properties");
+        for (key, child) in props {
+            // `global` is Helm's, shared with subcharts; not a value of ours.
+            if prefix.is_empty() && key == "global" {
+                continue;
+            }
+            let path = format!("{prefix}{key}");
+            let value = values.get(key);
+            let child_resolved = resolve(schema, child);
+            match value {
+                Some(Value::Object(o))
+                    if !o.is_empty() && child_resolved["properties"].is_object() =>
+                {
+                    walk(
+                        schema,
+                        child,
+                        &Value::Object(o.clone()),
+                        &format!("{path}."),
+                        rows,
+                    )
+                }
+                _ => rows.push(ValueRow {
+                    key: path,
+                    type_: schema_type(schema, child),
+                    default: value.cloned(),
+                }),
+            }
+        }
+        // Nothing in values.yaml that the schema does not list.
+        if let Some(o) = values.as_object() {
+            for k in o.keys() {
+                assert!(
+                    props.contains_key(k),
+                    "values.yaml has {prefix}{k}, which values.schema.json does not list"
+                );
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    walk(schema, schema, values, "", &mut rows);
+    rows
+}
+
+/// The rows of the README's values table (`| Key | Type | Default | Description |`).
+fn readme_value_rows(readme: &str) -> Vec<(ValueRow, String)> {
+    let mut lines = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| Key | Type | Default | Description |"));
+    assert!(
+        lines.next().is_some(),
+        "charts/deploymentlite/README.md has no `| Key | Type | Default | Description |` table"
+    );
+    lines
+        .skip(1) // the |---| line
+        .take_while(|l| l.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+            assert_eq!(
+                cells.len(),
+                4,
+                "README values row with {} cells: {line}",
+                cells.len()
+            );
+            let unquote = |c: &str| {
+                c.strip_prefix('`')
+                    .and_then(|c| c.strip_suffix('`'))
+                    .map(str::to_string)
+            };
+            let key = unquote(cells[0])
+                .unwrap_or_else(|| panic!("README values row: key not in backquotes: {line}"));
+            let default = match cells[2] {
+                "(unset)" => None,
+                cell => {
+                    let json = unquote(cell).unwrap_or_else(|| {
+                        panic!("README values row {key}: default is neither `JSON` nor (unset)")
+                    });
+                    Some(serde_json::from_str(&json).unwrap_or_else(|e| {
+                        panic!("README values row {key}: default {json} is not JSON: {e}")
+                    }))
+                }
+            };
+            (
+                ValueRow {
+                    key,
+                    type_: cells[1].to_string(),
+                    default,
+                },
+                cells[3].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn chart_readme_values_table_matches_the_schema_and_the_defaults() {
+    let dir = repo_root().join(CHART);
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("values.schema.json")).unwrap())
+            .unwrap();
+    let values = docs(&std::fs::read_to_string(dir.join("values.yaml")).unwrap())
+        .into_iter()
+        .next()
+        .expect("values.yaml");
+    let want = expected_value_rows(&schema, &values);
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let got = readme_value_rows(&readme);
+    // On a mismatch, the table as it should be (descriptions aside).
+    let table = || {
+        want.iter()
+            .map(|r| {
+                let d = r
+                    .default
+                    .as_ref()
+                    .map_or("(unset)".to_string(), |d| format!("`{d}`"));
+                format!("| `{}` | {} | {d} | ... |", r.key, r.type_)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // Compared by key: the README follows values.yaml's order, serde_json
+    // maps are sorted.
+    let mut got_rows: Vec<&ValueRow> = got.iter().map(|(r, _)| r).collect();
+    let mut want_rows: Vec<&ValueRow> = want.iter().collect();
+    got_rows.sort_by(|a, b| a.key.cmp(&b.key));
+    want_rows.sort_by(|a, b| a.key.cmp(&b.key));
+    if got_rows != want_rows {
+        let keys = |rows: &[&ValueRow]| rows.iter().map(|r| r.key.clone()).collect::<BTreeSet<_>>();
+        let (g, w) = (keys(&got_rows), keys(&want_rows));
+        let differing: Vec<String> = got_rows
+            .iter()
+            .filter_map(|r| {
+                want_rows
+                    .iter()
+                    .find(|w| w.key == r.key)
+                    .filter(|w| *w != r)
+                    .map(|w| format!("{}: README says {r:?}, want {w:?}", r.key))
+            })
+            .collect();
+        panic!(
+            "charts/deploymentlite/README.md's values table is out of date.\nonly in README: {:?}\nmissing from README: {:?}\ndiffering: {differing:#?}\nthe rows should read:\n{}",
+            g.difference(&w).collect::<Vec<_>>(),
+            w.difference(&g).collect::<Vec<_>>(),
+            table()
+        );
+    }
+    for (row, description) in &got {
+        assert!(
+            !description.is_empty() && description != "...",
+            "README values row {} has no description",
+            row.key
+        );
+    }
+    // A control: the check sees a default that drifts.
+    let mut drifted = values.clone();
+    drifted["controller"]["replicas"] = json!(3);
+    assert_ne!(expected_value_rows(&schema, &drifted), want);
+}
+
+#[test]
+fn chart_metadata_states_kube_version_home_sources_and_artifact_hub_annotations() {
+    let chart = docs(&std::fs::read_to_string(repo_root().join(CHART).join("Chart.yaml")).unwrap())
+        .into_iter()
+        .next()
+        .unwrap();
+    assert_eq!(chart["kubeVersion"], ">=1.29.0-0");
+    let home = chart["home"].as_str().expect("home");
+    assert!(home.starts_with("https://"), "home {home}");
+    assert!(
+        chart["icon"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("https://")),
+        "icon {}",
+        chart["icon"]
+    );
+    let sources = chart["sources"].as_array().expect("sources");
+    assert!(
+        sources.iter().any(|s| s == home),
+        "sources {sources:?} should include home"
+    );
+    let icon = chart["icon"].as_str().unwrap();
+    let icon_in_repo = icon
+        .rsplit_once("/main/")
+        .map(|(_, p)| p)
+        .expect("icon served from the main branch");
+    assert!(
+        repo_root().join(icon_in_repo).is_file(),
+        "the icon {icon} is not in the repository ({icon_in_repo})"
+    );
+
+    // Artifact Hub annotations: YAML inside strings; each must parse.
+    let ann = &chart["annotations"];
+    let cargo = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    let license = ann["artifacthub.io/license"]
+        .as_str()
+        .expect("artifacthub.io/license");
+    assert!(
+        cargo.contains(&format!("license = \"{license}\"")),
+        "the chart's license {license} is not Cargo.toml's"
+    );
+    assert!(
+        repo_root().join("LICENSE").is_file(),
+        "Cargo.toml names a license; LICENSE holds its text"
+    );
+    let list = |k: &str| -> Vec<Value> {
+        let text = ann[k].as_str().unwrap_or_else(|| panic!("annotation {k}"));
+        let v = docs(text)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("annotation {k} is empty"));
+        v.as_array()
+            .unwrap_or_else(|| panic!("annotation {k} is not a YAML list: {text}"))
+            .clone()
+    };
+    for l in list("artifacthub.io/links") {
+        assert!(
+            l["name"].is_string() && l["url"].as_str().is_some_and(|u| u.starts_with("https://")),
+            "{l}"
+        );
+    }
+    let images = list("artifacthub.io/images");
+    assert_eq!(
+        images[0]["image"],
+        format!("ghcr.io/dlite-dev/deploymentlite:{}", chart_app_version()),
+        "the image Artifact Hub lists is the one the chart runs"
+    );
+    let crds = list("artifacthub.io/crds");
+    let crd = docs(&std::fs::read_to_string(repo_root().join("crd/deploymentlite.yaml")).unwrap())
+        .remove(0);
+    assert_eq!(crds.len(), 1);
+    assert_eq!(crds[0]["name"], crd["metadata"]["name"]);
+    assert_eq!(crds[0]["kind"], crd["spec"]["names"]["kind"]);
+    assert_eq!(crds[0]["version"], crd["spec"]["versions"][0]["name"]);
+    let examples = list("artifacthub.io/crdsExamples");
+    assert_eq!(
+        examples[0]["apiVersion"],
+        format!(
+            "{}/{}",
+            crd["spec"]["group"].as_str().unwrap(),
+            crd["spec"]["versions"][0]["name"].as_str().unwrap()
+        )
+    );
+    // The example is a valid DeploymentLite (the types' own checks).
+    let example: DeploymentLite =
+        serde_json::from_value(examples[0].clone()).expect("crdsExamples[0] is a DeploymentLite");
+    assert_eq!(example.spec.replicas, 2);
+}
+
+#[test]
+fn kube_version_refuses_kubernetes_older_than_1_29() {
+    let run = helm(
+        false,
+        &["template", "dlite", CHART, "--kube-version", "1.28.0"],
+    );
+    assert!(
+        !run.ok,
+        "helm template --kube-version 1.28.0 accepted the chart"
+    );
+    assert!(
+        run.stderr.contains(
+            "chart requires kubeVersion: >=1.29.0-0 which is incompatible with Kubernetes v1.28.0"
+        ),
+        "{}",
+        run.stderr
+    );
+    for ok in ["1.29.0", "v1.30.0-rc.1", "1.36.3"] {
+        helm(false, &["template", "dlite", CHART, "--kube-version", ok]).expect_ok();
+    }
+    // Without --kube-version, helm template assumes the Kubernetes version
+    // it was built for: 1.20 for a helm built without helm's ldflags, which
+    // this chart refuses. The helm under test knows better.
+    let version = helm(false, &["version", "--template", "{{ .Version }}"]).expect_ok();
+    assert!(
+        version.stdout.starts_with("v3."),
+        "helm version says {:?}",
+        version.stdout
+    );
+    assert!(
+        version.stdout.matches('.').count() == 2,
+        "helm {:?} was built without its version ldflags",
+        version.stdout
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Against the cluster
 
@@ -797,7 +1215,7 @@ fn isolated(ns: &TestNamespace, release: &str) -> Vec<String> {
     let mut sets = vec![
         "--set".to_string(),
         format!(
-            "controller.watchNamespace={},scheduler.schedulerName={}",
+            "crds.enabled=false,controller.watchNamespace={},scheduler.schedulerName={}",
             ns.name,
             scheduler_name(release)
         ),
@@ -825,8 +1243,9 @@ fn isolated(ns: &TestNamespace, release: &str) -> Vec<String> {
 }
 
 /// `helm install` of the chart as release `release` (named after the test's
-/// namespace), isolated; returns its output. The CRD is already there (the
-/// tests install it): Helm leaves an existing crds/ CRD alone.
+/// namespace), isolated; returns its output. With crds.enabled=false: the
+/// tests install the CRD themselves (server-side apply), and one CRD can
+/// belong to one release only, while these releases run side by side.
 fn install(ns: &TestNamespace, release: &str, extra: &[&str]) -> Run {
     let sets = isolated(ns, release);
     let mut args = vec!["install", release, CHART, "--namespace", &ns.name];
@@ -1834,5 +2253,285 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
     let _ = std::fs::remove_file(&ctl_kc);
     let _ = std::fs::remove_file(&sch_kc);
     apps.cleanup().await;
+    ns.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------
+// The CRD as part of the release: upgraded with it, kept on uninstall.
+
+/// Copies the chart to `dest`, with its CRD rewritten by `edit` (a parsed
+/// files/deploymentlite-crd.yaml). Everything else is the chart as it is.
+fn chart_copy(dest: &Path, edit: impl FnOnce(&mut Value)) {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(dest);
+    copy_dir(&repo_root().join(CHART), dest);
+    let file = dest.join(CHART_CRD);
+    let mut crd = docs(&std::fs::read_to_string(&file).unwrap()).remove(0);
+    edit(&mut crd);
+    std::fs::write(&file, serde_saphyr::to_string(&crd).unwrap()).unwrap();
+}
+
+/// The CRD under a group of the test's own, so installing, changing and
+/// uninstalling it never touches the CRD the other tests run against:
+/// group <ns>.test.dlite.dev, and no short names or categories (`kubectl
+/// get dl` and `kubectl get all` in other tests must not see two kinds).
+fn own_group(crd: &mut Value, group: &str) {
+    let plural = crd["spec"]["names"]["plural"].as_str().unwrap().to_string();
+    crd["metadata"]["name"] = json!(format!("{plural}.{group}"));
+    crd["spec"]["group"] = json!(group);
+    let names = crd["spec"]["names"].as_object_mut().unwrap();
+    names.remove("shortNames");
+    names.remove("categories");
+}
+
+/// The properties of spec in the CRD's (first version's) schema.
+fn spec_properties(crd: &Value) -> &Value {
+    &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+}
+
+async fn crd_established(
+    crds: &Api<CustomResourceDefinition>,
+    name: &str,
+) -> Result<CustomResourceDefinition, String> {
+    let crd = crds
+        .get_opt(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("not created yet")?;
+    // A CRD just created has no conditions yet: that is "not yet", not an error.
+    let conditions = crd
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    if conditions
+        .iter()
+        .any(|c| c.type_ == "Established" && c.status == "True")
+    {
+        Ok(crd)
+    } else {
+        Err(format!(
+            "conditions {:?}",
+            conditions
+                .iter()
+                .map(|c| format!("{}={}", c.type_, c.status))
+                .collect::<Vec<_>>()
+        ))
+    }
+}
+
+#[tokio::test]
+async fn upgrade_updates_the_crd_and_uninstall_keeps_it() {
+    use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+    let client = support::client().await;
+    let ns = TestNamespace::new("t-chart-crd").await;
+    let release = ns.name.clone();
+    let group = format!("{}.test.dlite.dev", ns.name);
+    let crd_name = format!("deploymentlites.{group}");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let work = repo_root().join("target/test-logs").join(&ns.name);
+    let (old_chart, new_chart) = (work.join("chart-old"), work.join("chart-new"));
+    // The release as an earlier version would have shipped it: a CRD that
+    // lacks spec.autoRollback. The new one is the chart as it is now.
+    chart_copy(&old_chart, |crd| {
+        own_group(crd, &group);
+        let props = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            .as_object_mut()
+            .unwrap();
+        assert!(
+            props.remove("autoRollback").is_some(),
+            "the CRD has no spec.autoRollback to leave out"
+        );
+    });
+    chart_copy(&new_chart, |crd| own_group(crd, &group));
+    // The release has the CRD only: no pods, so it is quick anywhere.
+    let only_crd = "controller.enabled=false,scheduler.enabled=false";
+    let old = old_chart.display().to_string();
+    let new = new_chart.display().to_string();
+
+    helm(
+        true,
+        &[
+            "install",
+            &release,
+            &old,
+            "--namespace",
+            &ns.name,
+            "--set",
+            only_crd,
+            "--wait",
+            "--timeout",
+            "60s",
+        ],
+    )
+    .expect_ok();
+    let served = wait_for(
+        "the old CRD to be Established",
+        Duration::from_secs(60),
+        || crd_established(&crds, &crd_name),
+    )
+    .await;
+    let served = serde_json::to_value(&served).unwrap();
+    assert!(
+        spec_properties(&served)["autoRollback"].is_null(),
+        "the old CRD serves autoRollback"
+    );
+    assert_eq!(
+        served["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+
+    // Under the old schema the API server prunes the field.
+    let gvk = GroupVersionKind::gvk(&group, "v1", "DeploymentLite");
+    let dls: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns.name,
+        &ApiResource::from_gvk_with_plural(&gvk, "deploymentlites"),
+    );
+    let mut obj = serde_json::to_value(support::dl::manifest(
+        "web",
+        1,
+        "nginx:1.27",
+        json!({"autoRollback": true}),
+    ))
+    .unwrap();
+    obj["apiVersion"] = json!(format!("{group}/v1"));
+    let obj: DynamicObject = serde_json::from_value(obj).unwrap();
+    let created = wait_for(
+        "a DeploymentLite of the old CRD created",
+        Duration::from_secs(30),
+        || async {
+            // Right after Established the new group's REST mapping can still be
+            // settling: retry until the create goes through.
+            dls.create(&PostParams::default(), &obj)
+                .await
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    assert!(
+        created.data["spec"]["autoRollback"].is_null(),
+        "the old CRD kept spec.autoRollback: {}",
+        created.data["spec"]
+    );
+
+    // helm upgrade to the chart as it is: the CRD now has autoRollback, and
+    // the API server keeps the field.
+    helm(
+        true,
+        &[
+            "upgrade",
+            &release,
+            &new,
+            "--namespace",
+            &ns.name,
+            "--reuse-values",
+            "--wait",
+            "--timeout",
+            "60s",
+        ],
+    )
+    .expect_ok();
+    let served = serde_json::to_value(crds.get(&crd_name).await.unwrap()).unwrap();
+    assert_eq!(
+        spec_properties(&served)["autoRollback"]["type"],
+        "boolean",
+        "helm upgrade did not update the CRD"
+    );
+    wait_for(
+        "spec.autoRollback kept by the API server after the upgrade",
+        Duration::from_secs(30),
+        || async {
+            let patch = json!({"spec": {"autoRollback": true}});
+            let got = dls
+                .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| e.to_string())?;
+            match &got.data["spec"]["autoRollback"] {
+                Value::Bool(true) => Ok(()),
+                other => Err(format!("spec.autoRollback is {other}")),
+            }
+        },
+    )
+    .await;
+
+    // helm uninstall keeps the CRD (helm.sh/resource-policy: keep), and with
+    // it the DeploymentLite.
+    let run = helm(
+        true,
+        &["uninstall", &release, "--namespace", &ns.name, "--wait"],
+    )
+    .expect_ok();
+    assert!(
+        run.stdout.contains("kept due to the resource policy")
+            || run.stderr.contains("kept due to the resource policy"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    // Deletion would start at once; give it a moment to show anyway.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let kept = crds.get_opt(&crd_name).await.unwrap();
+    assert!(
+        kept.as_ref()
+            .is_some_and(|c| c.metadata.deletion_timestamp.is_none()),
+        "helm uninstall deleted the CRD: {:?}",
+        kept.map(|c| c.metadata)
+    );
+    assert_eq!(
+        dls.get("web").await.unwrap().data["spec"]["autoRollback"],
+        true
+    );
+
+    // The control: with crds.keep=false the same uninstall deletes the CRD,
+    // so the annotation is what kept it.
+    helm(
+        true,
+        &[
+            "install",
+            &release,
+            &new,
+            "--namespace",
+            &ns.name,
+            "--set",
+            only_crd,
+            "--set",
+            "crds.keep=false",
+        ],
+    )
+    .expect_ok();
+    helm(
+        true,
+        &["uninstall", &release, "--namespace", &ns.name, "--wait"],
+    )
+    .expect_ok();
+    wait_for(
+        "the CRD deleted by helm uninstall with crds.keep=false",
+        Duration::from_secs(60),
+        || async {
+            match crds.get_opt(&crd_name).await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(c) => Err(format!(
+                    "still there, deletionTimestamp {:?}",
+                    c.metadata.deletion_timestamp
+                )),
+            }
+        },
+    )
+    .await;
+
+    let _ = crds.delete(&crd_name, &DeleteParams::default()).await;
+    let _ = std::fs::remove_dir_all(&work);
     ns.cleanup().await;
 }

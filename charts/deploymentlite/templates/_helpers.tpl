@@ -109,3 +109,19 @@ Checks that need more than values.schema.json can say.
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+crds.enabled and crds.keep, "true" or "". A release made by a chart version
+without these values, upgraded with --reuse-values, has no .Values.crds at
+all (Helm then applies none of the new defaults): it gets the defaults here,
+both true, rather than a nil pointer error.
+*/}}
+{{- define "deploymentlite.crds.enabled" -}}
+{{- $crds := .Values.crds | default dict }}
+{{- if or (not (hasKey $crds "enabled")) $crds.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "deploymentlite.crds.keep" -}}
+{{- $crds := .Values.crds | default dict }}
+{{- if or (not (hasKey $crds "keep")) $crds.keep }}true{{ end }}
+{{- end }}
