@@ -728,6 +728,32 @@ fn proc_status(pid: i64, key: &str) -> String {
         .join(" ")
 }
 
+/// The ids (real, effective, saved, filesystem) of `key` ("Uid" or "Gid")
+/// of process `pid` as its own user namespace sees them: /proc shows host
+/// ids, which differ under rootless podman; `{uid,gid}_map` maps them back
+/// (the identity map when podman runs as root).
+fn ids_in_container(pid: i64, key: &str) -> Vec<u64> {
+    let map_file = format!("/proc/{pid}/{}_map", key.to_lowercase());
+    let map: Vec<(u64, u64, u64)> = std::fs::read_to_string(&map_file)
+        .unwrap_or_else(|e| panic!("reading {map_file}: {e}"))
+        .lines()
+        .map(|l| {
+            let n: Vec<u64> = l.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            (n[0], n[1], n[2])
+        })
+        .collect();
+    proc_status(pid, key)
+        .split(' ')
+        .map(|id| {
+            let host: u64 = id.parse().unwrap();
+            map.iter()
+                .find(|(_, outside, count)| (*outside..outside + count).contains(&host))
+                .map(|(inside, outside, _)| inside + (host - outside))
+                .unwrap_or_else(|| panic!("host id {host} is not in {map_file}: {map:?}"))
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn image_runs_the_charts_controller_against_the_cluster() {
     let image = image();
@@ -907,8 +933,16 @@ async fn image_runs_the_charts_controller_against_the_cluster() {
         inspect["State"],
         container.logs()
     );
-    assert_eq!(proc_status(pid, "Uid"), format!("{uid} {uid} {uid} {uid}"));
-    assert_eq!(proc_status(pid, "Gid"), format!("{gid} {gid} {gid} {gid}"));
+    assert_eq!(
+        ids_in_container(pid, "Uid"),
+        [uid as u64; 4],
+        "real, effective, saved, fs uid"
+    );
+    assert_eq!(
+        ids_in_container(pid, "Gid"),
+        [gid as u64; 4],
+        "real, effective, saved, fs gid"
+    );
     assert_eq!(proc_status(pid, "CapEff"), "0000000000000000");
     assert_eq!(proc_status(pid, "CapBnd"), "0000000000000000");
     assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
