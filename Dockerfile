@@ -30,12 +30,20 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
         fi; \
     done
 
-# Stage 2: no shell, no package manager, CA certificates and a nonroot user
-# (65532) only. The chart runs it with runAsNonRoot, a read-only root
-# filesystem and no capabilities.
-FROM gcr.io/distroless/static-debian12:nonroot
+# Stage 2: an empty base (nothing pulled): the three static binaries and
+# nothing else: no shell, no package manager, no libc, no /etc/passwd (the
+# user is numeric), no CA bundle (in a pod the client trusts the
+# ServiceAccount's ca.crt; a kubeconfig names its own CA). The chart runs it
+# with runAsNonRoot, a read-only root filesystem and no capabilities.
+# `make image` (hack/image) builds this same stage with podman from static
+# binaries built on the host; tests/image.rs checks both agree.
+FROM scratch
 COPY --from=build /out/ /usr/local/bin/
 USER 65532:65532
+LABEL org.opencontainers.image.title="deploymentlite" \
+      org.opencontainers.image.description="dlite-controller, dlite-scheduler and kubectl-dlite" \
+      org.opencontainers.image.source="https://github.com/dlite-dev/deploymentlite" \
+      org.opencontainers.image.licenses="Apache-2.0"
 # No ENTRYPOINT: each Deployment of the chart sets `command` to
 # /usr/local/bin/dlite-controller or /usr/local/bin/dlite-scheduler.
 # `docker run IMAGE` runs the controller.

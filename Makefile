@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test lint unit-test crd crd-check testenv-build testenv-up testenv-down build
+.PHONY: help demo test lint unit-test crd crd-check testenv-build testenv-up testenv-down build image
 .PHONY: chart-crd chart-lint deploy-manifests
 
 # helm: the one on PATH, else the one hack/testenv builds.
@@ -26,6 +26,9 @@ unit-test: ## unit tests only (no cluster)
 
 build: ## the release binaries
 	cargo build --release --bins
+
+image: ## the container image with podman, offline: static binaries on an empty base (installs podman with apt-get if missing; DLITE_IMAGE=... to rename)
+	hack/image
 
 crd: ## regenerate crd/deploymentlite.yaml from the Rust types (and the chart's copy, and deploy/deploymentlite.yaml)
 	cargo run --quiet --bin crdgen > crd/deploymentlite.yaml
