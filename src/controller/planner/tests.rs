@@ -183,11 +183,44 @@ fn pod(name: &str, image: &str, phase: &str) -> Pod {
     .expect("Pod fixture")
 }
 
+/// `template` with the fields [`rs_template`] shows the API server adding,
+/// where absent: the fixture's stand-in for the dry-run answer the
+/// reconciler passes in, consistent with the stored ReplicaSet fixtures.
+fn server_defaulted(template: &PodTemplateSpec) -> PodTemplateSpec {
+    let mut v = serde_json::to_value(template).expect("template serializes");
+    let spec = &mut v["spec"];
+    for (k, d) in [
+        ("restartPolicy", json!("Always")),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("schedulerName", json!("default-scheduler")),
+        ("securityContext", json!({})),
+    ] {
+        if spec.get(k).is_none() {
+            spec[k] = d;
+        }
+    }
+    for c in spec["containers"].as_array_mut().into_iter().flatten() {
+        for (k, d) in [
+            ("imagePullPolicy", json!("IfNotPresent")),
+            ("terminationMessagePath", json!("/dev/termination-log")),
+            ("terminationMessagePolicy", json!("File")),
+            ("resources", json!({})),
+        ] {
+            if c.get(k).is_none() {
+                c[k] = d;
+            }
+        }
+    }
+    pod_template(v)
+}
+
 fn run(dl: &DeploymentLite, rses: &[ReplicaSet], pods: &[Pod]) -> Plan {
     plan(SyncInput {
         dl,
         rses,
         pods,
+        template: &server_defaulted(&dl.spec.template),
         now: t0(),
     })
 }
@@ -1532,6 +1565,59 @@ fn removing_a_field_from_the_template_is_a_new_revision() {
     assert_eq!(created(&p).len(), 1, "{:?}", p.actions);
 }
 
+#[test]
+fn the_new_replica_set_is_found_by_the_defaulted_template() {
+    // The user wrote cpu "0.5"; the API server stored the ReplicaSet with
+    // "500m" and the dry run of the object's template says the same.
+    let mut stored = completed(scaled_for(rs_json("nginx:1", 1, 0, 3, 3), 3, 4));
+    stored["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "500m"}});
+    let mut v = at_revision(dl_json(3, "nginx:1"), 1);
+    v["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "0.5"}});
+    let d = dl(v);
+    let mut defaulted = server_defaulted(&d.spec.template);
+    defaulted.spec.as_mut().unwrap().containers[0].resources =
+        Some(serde_json::from_value(json!({"requests": {"cpu": "500m"}})).unwrap());
+    let p = plan(SyncInput {
+        dl: &d,
+        rses: &[rs(stored)],
+        pods: &[],
+        template: &defaulted,
+        now: t0(),
+    });
+    assert!(created(&p).is_empty(), "{:?}", p.actions);
+    assert_eq!(p.status.updated_replicas, 3);
+}
+
+#[test]
+fn removing_a_field_the_server_defaults_is_a_new_revision() {
+    // Revision 1 said imagePullPolicy: Always; the user removes it, and the
+    // server would default IfNotPresent: a different template, in either
+    // direction of comparison.
+    let mut old = completed(scaled_for(rs_json("nginx:1", 1, 0, 3, 3), 3, 4));
+    old["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");
+    let p = run(&dl(at_revision(dl_json(3, "nginx:1"), 1)), &[rs(old)], &[]);
+    assert_eq!(created(&p).len(), 1, "{:?}", p.actions);
+}
+
+#[test]
+fn the_hash_label_alone_does_not_make_a_replica_set_new() {
+    // An adopted ReplicaSet that carries the hash the object's template
+    // would get, with another template: not the new ReplicaSet.
+    let mut squatter = scaled_for(rs_json("other:1", 1, 0, 3, 3), 3, 4);
+    squatter["metadata"]["labels"]["pod-template-hash"] = json!(hash_of("nginx:2"));
+    squatter["spec"]["template"]["metadata"]["labels"]["pod-template-hash"] =
+        json!(hash_of("nginx:2"));
+    let p = run(
+        &dl(at_revision(dl_json(3, "nginx:2"), 1)),
+        &[rs(squatter)],
+        &[],
+    );
+    assert_eq!(p.status.updated_replicas, 0);
+    assert_eq!(created(&p).len(), 1, "{:?}", p.actions);
+}
+
 // ---------------------------------------------------------------------------
 // 11. Refusals
 // ---------------------------------------------------------------------------
@@ -1641,6 +1727,9 @@ impl World {
                         "{name} exists"
                     );
                     let mut new = (**new).clone();
+                    // Stored as the API server stores it: defaulted.
+                    let spec = new.spec.as_mut().unwrap();
+                    spec.template = spec.template.as_ref().map(server_defaulted);
                     new.metadata.uid = Some(format!("uid-{name}"));
                     new.metadata.resource_version = Some(self.next_rv());
                     new.metadata.creation_timestamp = Some(to_time(self.now));
@@ -1821,7 +1910,7 @@ proptest! {
         let bound = (replicas as usize + 2) * (MAX_DELAY as usize + 4) + 10;
         let mut done_at = None;
         for step in 0..bound {
-            let p = plan(SyncInput { dl: &w.dl, rses: &w.rses, pods: &[], now: w.now });
+            let p = plan(SyncInput { dl: &w.dl, rses: &w.rses, pods: &[], template: &server_defaulted(&w.dl.spec.template), now: w.now });
             w.apply(&p)?;
             let total = spec_sum(&w);
             if surge_held {
@@ -1847,12 +1936,12 @@ proptest! {
 
         // Once the last new pods are available the status says so.
         for _ in 0..=MAX_DELAY + 2 {
-            let p = plan(SyncInput { dl: &w.dl, rses: &w.rses, pods: &[], now: w.now });
+            let p = plan(SyncInput { dl: &w.dl, rses: &w.rses, pods: &[], template: &server_defaulted(&w.dl.spec.template), now: w.now });
             prop_assert!(p.actions.iter().all(|a| !matches!(a, Action::CreateReplicaSet(_))));
             w.apply(&p)?;
             w.settle();
         }
-        let p = plan(SyncInput { dl: &w.dl, rses: &w.rses, pods: &[], now: w.now });
+        let p = plan(SyncInput { dl: &w.dl, rses: &w.rses, pods: &[], template: &server_defaulted(&w.dl.spec.template), now: w.now });
         let progressing = p.status.conditions.iter().find(|c| c.type_ == "Progressing").and_then(|c| c.reason.clone());
         prop_assert_eq!(progressing.as_deref(), Some("NewReplicaSetAvailable"));
         prop_assert_eq!(p.status.available_replicas, replicas);
