@@ -216,3 +216,47 @@ async fn rollback_to_a_defaulted_revision_reuses_its_replica_set() {
     stays_settled(&ns, &api, "rbd", 2, Duration::from_secs(2)).await;
     ns.cleanup().await;
 }
+
+/// `containers: []` is refused by the API server naming the field, in the
+/// words it uses for a Deployment (`spec.template.spec.containers: Required
+/// value`), instead of being stored and failing every sync.
+#[tokio::test]
+async fn a_template_without_containers_is_refused_naming_the_field() {
+    let ns = TestNamespace::new("t-no-containers").await;
+    install_crd(&ns.client).await;
+    let api: Api<DeploymentLite> = ns.api();
+    let mut dl = manifest("empty", 1, "app:v1", json!({}));
+    dl.spec.template.spec.as_mut().unwrap().containers.clear();
+    let err = api
+        .create(&PostParams::default(), &dl)
+        .await
+        .expect_err("a template without containers must be refused");
+    let msg = match &err {
+        kube::Error::Api(s) => s.message.clone(),
+        other => panic!("expected a refusal by the API server, got {other}"),
+    };
+    assert!(
+        msg.contains("spec.template.spec.containers: Required value"),
+        "{msg}"
+    );
+    // The same object as a Deployment is refused with the same field and
+    // words: the oracle for the message above.
+    let deployment: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "empty"},
+        "spec": {"selector": {"matchLabels": {"app": "empty"}},
+                 "template": {"metadata": {"labels": {"app": "empty"}}, "spec": {"containers": []}}}
+    }))
+    .unwrap();
+    let native = ns
+        .api::<k8s_openapi::api::apps::v1::Deployment>()
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect_err("the Deployment is refused too");
+    assert!(
+        native
+            .to_string()
+            .contains("spec.template.spec.containers: Required value"),
+        "{native}"
+    );
+    ns.cleanup().await;
+}

@@ -140,7 +140,8 @@ fn rs_json(image: &str, revision: i64, minute: i64, spec: i32, available: i32) -
             "selector": {"matchLabels": {"app": "web", "pod-template-hash": hash}},
             "template": rs_template(image, &hash)
         },
-        "status": {"replicas": spec, "readyReplicas": available, "availableReplicas": available, "observedGeneration": 1}
+        "status": {"replicas": spec, "readyReplicas": available, "availableReplicas": available, "observedGeneration": 1,
+                   "terminatingReplicas": 0}
     })
 }
 
@@ -282,6 +283,7 @@ fn stored(
         ready_replicas: ready,
         available_replicas: available,
         unavailable_replicas: (replicas - available).max(0),
+        terminating_replicas: Some(0),
         collision_count: None,
         conditions,
         selector: Some("app=web".into()),
@@ -390,6 +392,7 @@ fn fresh_object_creates_the_first_replica_set_at_full_size() {
             ready_replicas: 0,
             available_replicas: 0,
             unavailable_replicas: 2,
+            terminating_replicas: Some(0),
             collision_count: None,
             conditions: vec![
                 cond(
@@ -526,6 +529,7 @@ fn rolling_update_first_sync_creates_at_surge_and_scales_old_down() {
             available_replicas: 10,
             // sum(spec) as decided (8 + 3) - available 10
             unavailable_replicas: 1,
+            terminating_replicas: Some(0),
             collision_count: None,
             conditions: vec![
                 available_true(long_ago),
@@ -1440,6 +1444,7 @@ fn complete_rollout_reports_and_cleans_history() {
             ready_replicas: 3,
             available_replicas: 3,
             unavailable_replicas: 0,
+            terminating_replicas: Some(0),
             collision_count: None,
             conditions: vec![
                 available_true(secs_ago(60)),
@@ -1946,4 +1951,29 @@ proptest! {
         prop_assert_eq!(progressing.as_deref(), Some("NewReplicaSetAvailable"));
         prop_assert_eq!(p.status.available_replicas, replicas);
     }
+}
+
+// ---------------------------------------------------------------------------
+// 13. terminatingReplicas
+// ---------------------------------------------------------------------------
+
+#[test]
+fn terminating_replicas_sum_as_upstream_counts_them() {
+    let with = |mut v: Value, observed: i64, terminating: Option<i32>| {
+        v["status"]["observedGeneration"] = json!(observed);
+        v["status"]["terminatingReplicas"] = json!(terminating);
+        rs(v)
+    };
+    let d = dl(at_revision(dl_json(3, "nginx:2"), 2));
+    let old = || scaled_for(rs_json("nginx:1", 1, 0, 0, 0), 3, 4);
+    let new = || completed(scaled_for(rs_json("nginx:2", 2, 30, 3, 3), 3, 4));
+    // Both report: the sum.
+    let p = run(&d, &[with(old(), 1, Some(2)), with(new(), 1, Some(1))], &[]);
+    assert_eq!(p.status.terminating_replicas, Some(3));
+    // A ReplicaSet never synced and silent adds nothing.
+    let p = run(&d, &[with(old(), 0, None), with(new(), 1, Some(1))], &[]);
+    assert_eq!(p.status.terminating_replicas, Some(1));
+    // A synced one that does not report makes the sum unknown.
+    let p = run(&d, &[with(old(), 1, None), with(new(), 1, Some(1))], &[]);
+    assert_eq!(p.status.terminating_replicas, None);
 }
