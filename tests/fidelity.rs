@@ -260,3 +260,91 @@ async fn a_template_without_containers_is_refused_naming_the_field() {
     );
     ns.cleanup().await;
 }
+
+/// A template the schema accepts but ReplicaSet validation refuses (an
+/// invalid container name): upstream's ReplicaSetCreateError, with the
+/// server's message and no client debug dump, on the event and on the
+/// Progressing condition; without a progress deadline (2147483647 means
+/// none) no condition.
+#[tokio::test]
+async fn a_refused_replica_set_is_reported_as_upstream_does() {
+    let (ns, _ctrl, api) = setup("t-create-error").await;
+    let mut with_deadline = manifest("refused", 1, "app:v1", json!({}));
+    with_deadline
+        .spec
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .name = "Bad_Name".into();
+    let mut without = with_deadline.clone();
+    without.metadata.name = Some("refused-nodeadline".into());
+    without.spec.progress_deadline_seconds = Some(i32::MAX);
+    api.create(&PostParams::default(), &with_deadline)
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &without).await.unwrap();
+    let cond = wait_for(
+        "Progressing=False ReplicaSetCreateError",
+        ROLLOUT,
+        || async {
+            let d = api.get("refused").await.map_err(|e| e.to_string())?;
+            let c = d
+                .status
+                .clone()
+                .unwrap_or_default()
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Progressing");
+            match c {
+                Some(c) if c.reason.as_deref() == Some("ReplicaSetCreateError") => Ok(c),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(cond.status, "False");
+    let msg = cond.message.unwrap_or_default();
+    assert!(
+        msg.starts_with("Failed to create new replica set \"refused-"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(
+            "is invalid: spec.template.spec.containers[0].name: Invalid value: \"Bad_Name\""
+        ),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("Status {") && !msg.contains("ApiError"),
+        "{msg}"
+    );
+    let events: k8s_openapi::api::core::v1::Event = wait_for(
+        "a ReplicaSetCreateError event for refused-nodeadline",
+        ROLLOUT,
+        || async {
+            let list = ns
+                .api::<k8s_openapi::api::core::v1::Event>()
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .into_iter()
+                .find(|e| {
+                    e.involved_object.name.as_deref() == Some("refused-nodeadline")
+                        && e.reason.as_deref() == Some("ReplicaSetCreateError")
+                })
+                .ok_or_else(|| "no such event yet".to_string())
+        },
+    )
+    .await;
+    assert_eq!(events.type_.as_deref(), Some("Warning"));
+    let d = api.get("refused-nodeadline").await.unwrap();
+    let conditions = d.status.unwrap_or_default().conditions;
+    assert!(
+        conditions.iter().all(|c| c.type_ != "Progressing"),
+        "no progress deadline, no Progressing condition: {conditions:?}"
+    );
+    ns.cleanup().await;
+}

@@ -514,20 +514,44 @@ async fn execute(
                         )
                         .await;
                     }
+                    // As upstream: a terminating namespace refuses every
+                    // create, so there is nothing to report.
+                    Err(kube::Error::Api(s)) if is_namespace_terminating(&s) => {
+                        return Err(Error::api(
+                            "creating",
+                            format!("ReplicaSet {rs_name}"),
+                            kube::Error::Api(s),
+                        ));
+                    }
                     Err(e) => {
-                        let msg = format!("Failed to create new replica set \"{rs_name}\": {e}");
-                        publish(ctx, dl, EventType::Warning, "FailedCreate", msg.clone()).await;
-                        set_condition(
-                            &mut status.conditions,
-                            new_condition(
-                                "Progressing",
-                                "False",
-                                planner::reason::CREATE_ERROR,
-                                msg,
-                                Utc::now(),
-                            ),
+                        // Upstream's words: the server's message, reason
+                        // ReplicaSetCreateError on the event, and the
+                        // condition only when there is a progress deadline.
+                        let msg = format!(
+                            "Failed to create new replica set \"{rs_name}\": {}",
+                            api_message(&e)
                         );
-                        write_status(&dl_api, &current, status).await?;
+                        publish(
+                            ctx,
+                            dl,
+                            EventType::Warning,
+                            planner::reason::CREATE_ERROR,
+                            msg.clone(),
+                        )
+                        .await;
+                        if planner::has_progress_deadline(dl) {
+                            set_condition(
+                                &mut status.conditions,
+                                new_condition(
+                                    "Progressing",
+                                    "False",
+                                    planner::reason::CREATE_ERROR,
+                                    msg,
+                                    Utc::now(),
+                                ),
+                            );
+                            write_status(&dl_api, &current, status).await?;
+                        }
                         return Err(Error::api("creating", format!("ReplicaSet {rs_name}"), e));
                     }
                 }
@@ -619,6 +643,23 @@ async fn execute(
         Some(after) => Requeue::requeue(after),
         None => Requeue::await_change(),
     })
+}
+
+/// What the API server said, without the client's wrapping: the text a Go
+/// client's error prints.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The API server refuses creates in a namespace being deleted with this
+/// status cause.
+fn is_namespace_terminating(s: &kube::core::Status) -> bool {
+    s.details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
 }
 
 /// The new ReplicaSet's name is taken. If it is ours with our template, the

@@ -356,7 +356,7 @@ impl<'a> Sync<'a> {
     }
 
     fn has_progress_deadline(&self) -> bool {
-        self.dl.spec.progress_deadline_seconds.is_some()
+        has_progress_deadline(self.dl)
     }
 
     fn set_condition(&mut self, c: DeploymentCondition) {
@@ -474,6 +474,14 @@ fn coalesce_rs_writes(actions: Vec<Action>) -> Vec<Action> {
         out.push(action);
     }
     out
+}
+
+/// Whether the object has a progress deadline: as upstream, unset and
+/// the largest int32 (2147483647) both mean none.
+pub fn has_progress_deadline(dl: &DeploymentLite) -> bool {
+    dl.spec
+        .progress_deadline_seconds
+        .is_some_and(|s| s != i32::MAX)
 }
 
 /// The controller owner reference a ReplicaSet gets.

@@ -196,7 +196,7 @@ impl<'a> Sync<'a> {
     /// Requeue when the progress deadline would pass, so it is reported on
     /// time without polling (section 10: at that moment, plus one second).
     pub(super) fn requeue_after(&self) -> Option<Duration> {
-        if self.dl.spec.paused {
+        if self.dl.spec.paused || !self.has_progress_deadline() {
             return None;
         }
         let c = get_condition(&self.status.conditions, reason::PROGRESSING)?;

@@ -1380,16 +1380,30 @@ fn progress_refreshes_the_deadline_clock() {
 
 #[test]
 fn no_deadline_means_no_progressing_condition() {
-    let mut d = dl(dl_json(2, "nginx:1"));
-    d.spec.progress_deadline_seconds = None;
-    let p = run(&d, &[], &[]);
-    assert_eq!(
-        p.status
-            .conditions
-            .iter()
-            .map(|c| c.type_.as_str())
-            .collect::<Vec<_>>(),
-        vec!["Available"]
+    // Unset, and the largest int32 as upstream's HasProgressDeadline says.
+    for deadline in [None, Some(i32::MAX)] {
+        let mut d = dl(dl_json(2, "nginx:1"));
+        d.spec.progress_deadline_seconds = deadline;
+        let p = run(&d, &[], &[]);
+        assert_eq!(
+            p.status
+                .conditions
+                .iter()
+                .map(|c| c.type_.as_str())
+                .collect::<Vec<_>>(),
+            vec!["Available"],
+            "progressDeadlineSeconds {deadline:?}"
+        );
+        assert_eq!(p.requeue_after, None);
+    }
+    // A stuck rollout with the largest deadline never times out.
+    let (mut d, rses) = stuck(100_000);
+    d.spec.progress_deadline_seconds = Some(i32::MAX);
+    let p = run(&d, &rses, &[]);
+    assert!(
+        p.status.conditions.iter().all(|c| c.type_ != "Progressing"),
+        "{:?}",
+        p.status.conditions
     );
     assert_eq!(p.requeue_after, None);
 }
