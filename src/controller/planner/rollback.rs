@@ -7,8 +7,12 @@ use super::*;
 impl<'a> Sync<'a> {
     /// Section 5: a rollback request. The request is cleared in every case.
     pub(super) fn rollback(&mut self, revision: i64) {
-        let kind = "DeploymentLite";
         let name = self.dl.name_any();
+        // As upstream (getAllReplicaSetsAndSyncRevision with create): the
+        // current template gets its ReplicaSet and revision first, so a new
+        // template sent together with rollbackTo becomes a revision of its
+        // own, and "the previous revision" is counted from it.
+        self.sync_revision_and_new_rs(true);
         let mut target = revision;
         if target == 0 {
             target = last_revision(self.all().map(|r| r.state.revision));
@@ -55,11 +59,12 @@ impl<'a> Sync<'a> {
                     return;
                 }
                 self.actions
-                    .push(rollback_to_revision(template, rs_annotations));
+                    .push(rollback_to_revision(template, &rs_annotations));
+                // Upstream's words, "deployment" included.
                 self.event(
                     EventType::Normal,
                     reason::ROLLBACK_DONE,
-                    format!("Rolled back {kind} {name} to revision {target}"),
+                    format!("Rolled back deployment \"{name}\" to revision {target}"),
                 );
             }
         }
@@ -132,7 +137,8 @@ impl<'a> Sync<'a> {
             });
         match target {
             Some((revision, template, rs_annotations)) if !equal_ignore_hash(self.template, template) => {
-                self.actions.push(rollback_to_revision(template, rs_annotations));
+                self.actions
+                    .push(rollback_to_revision(template, &rs_annotations));
                 self.event(
                     EventType::Warning,
                     reason::AUTO_ROLLBACK,
@@ -155,19 +161,20 @@ impl<'a> Sync<'a> {
 }
 
 /// The rollback that puts a revision's template (without its hash label)
-/// back into the spec. The change cause travels with the revision, as
-/// kubectl's rollback copies the ReplicaSet's annotations back.
+/// back into the spec, and with it the revision's annotations: the object
+/// keeps only its bookkeeping annotations (those [`skip_copy_annotation`]
+/// names, as they are when the rollback is written) and takes every other
+/// one from the ReplicaSet (upstream's SetDeploymentAnnotationsTo), so the
+/// change cause and the like travel with the revision.
 pub(super) fn rollback_to_revision(
     template: &PodTemplateSpec,
-    rs_annotations: BTreeMap<String, String>,
+    rs_annotations: &BTreeMap<String, String>,
 ) -> Action {
-    let mut t = template.clone();
-    if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
-        labels.remove(POD_TEMPLATE_HASH_LABEL);
-    }
+    let t = crate::controller::hash::without_hash_label(template);
     let annotations = rs_annotations
-        .into_iter()
-        .filter(|(k, _)| k == CHANGE_CAUSE_ANNOTATION)
+        .iter()
+        .filter(|(k, _)| !skip_copy_annotation(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Action::Rollback {
         template: Some(Box::new(t)),
