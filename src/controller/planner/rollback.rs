@@ -108,9 +108,22 @@ impl<'a> Sync<'a> {
 
     /// Beyond apps/v1 (opt-in `spec.autoRollback`): a rollout that exceeded
     /// its progress deadline is rolled back to the newest revision whose
-    /// rollout once completed. The failed revision stays in history.
+    /// rollout once completed, other than the failed one. The failed
+    /// revision stays in history.
+    ///
+    /// Only a revision that never completed is rolled back. That makes it
+    /// happen once per failure and never oscillate: the revision restored
+    /// has completed before (that is why it was chosen), so while it scales
+    /// back up under the Progressing=False condition the failure left
+    /// behind, with no pods yet and whatever the strategy, it is not rolled
+    /// back in turn. A revision that once completed and later stalls (say,
+    /// on a scale-up) is reported, not replaced.
     pub(super) fn auto_rollback(&mut self) {
         if !self.dl.spec.auto_rollback {
+            return;
+        }
+        let Some(failed) = &self.new_rs else { return };
+        if failed.annotations.contains_key(COMPLETED_ANNOTATION) {
             return;
         }
         let Some(c) = get_condition(&self.status.conditions, reason::PROGRESSING) else {

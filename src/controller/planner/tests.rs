@@ -2136,3 +2136,171 @@ fn a_new_template_with_rollback_to_previous_becomes_a_revision_first() {
         message: "Rolled back deployment \"web\" to revision 3".into(),
     }));
 }
+
+// ---------------------------------------------------------------------------
+// 15. autoRollback
+// ---------------------------------------------------------------------------
+
+/// Revisions 1 and 2 completed; revision 3 (nginx:3) never became ready.
+/// `rev3_spec` pods of revision 3 exist, `rev2_spec` of revision 2 remain.
+fn failed_third(rev2_spec: i32, rev3_spec: i32) -> Vec<ReplicaSet> {
+    vec![
+        rs(completed(scaled_for(rs_json("nginx:1", 1, 0, 0, 0), 3, 4))),
+        rs(completed(scaled_for(
+            rs_json("nginx:2", 2, 10, rev2_spec, rev2_spec),
+            3,
+            4,
+        ))),
+        rs(scaled_for(rs_json("nginx:3", 3, 20, rev3_spec, 0), 3, 4)),
+    ]
+}
+
+fn auto_rollback_dl(
+    image: &str,
+    recreate_strategy: bool,
+    progressing: DeploymentCondition,
+) -> DeploymentLite {
+    // The status of failed_third as the last sync recorded it.
+    let counts = if recreate_strategy {
+        (3, 3, 0, 0)
+    } else {
+        (4, 1, 3, 3)
+    };
+    let mut v = with_generation(dl_json(3, image), 3);
+    v["spec"]["autoRollback"] = json!(true);
+    v["spec"]["progressDeadlineSeconds"] = json!(10);
+    if recreate_strategy {
+        v = recreate(v);
+    }
+    let mut d = dl(at_revision(v, 3));
+    d.status = Some(stored(
+        3,
+        counts,
+        3,
+        vec![available_true(secs_ago(600)), progressing],
+    ));
+    d
+}
+
+fn rollbacks(p: &Plan) -> Vec<&Action> {
+    p.actions
+        .iter()
+        .filter(|a| matches!(a, Action::Rollback { .. }))
+        .collect()
+}
+
+#[test]
+fn auto_rollback_goes_to_the_newest_completed_revision_once() {
+    for recreate_strategy in [false, true] {
+        let stale = cond(
+            "Progressing",
+            "True",
+            "ReplicaSetUpdated",
+            "progressing",
+            secs_ago(20),
+            secs_ago(20),
+        );
+        let (rev2, rev3) = if recreate_strategy { (0, 3) } else { (3, 1) };
+        let d = auto_rollback_dl("nginx:3", recreate_strategy, stale);
+        let p = run(&d, &failed_third(rev2, rev3), &[]);
+        assert_eq!(
+            sr(&p.status, "Progressing"),
+            ("False".into(), "ProgressDeadlineExceeded".into())
+        );
+        assert_eq!(
+            rollbacks(&p),
+            vec![&Action::Rollback {
+                template: Some(Box::new(rolled_back_template("nginx:2"))),
+                annotations: BTreeMap::new(),
+            }],
+            "recreate {recreate_strategy}: {:?}",
+            p.actions
+        );
+        assert!(
+            p.actions.iter().any(
+                |a| matches!(a, Action::Event { reason: "DeploymentAutoRollback", message, .. }
+            if message.contains("Revision 3") && message.contains("revision 2"))
+            ),
+            "{:?}",
+            p.actions
+        );
+    }
+}
+
+#[test]
+fn the_restored_revision_is_never_rolled_back_in_turn() {
+    // The sync after the rollback: the template is revision 2's again, its
+    // ReplicaSet has no pods yet, and the Progressing=False condition of
+    // the failure is still there. Revision 1 also completed once; going
+    // there would be the oscillation. Several syncs, both strategies.
+    for recreate_strategy in [false, true] {
+        let failed = cond(
+            "Progressing",
+            "False",
+            "ProgressDeadlineExceeded",
+            "ReplicaSet \"web-x\" has timed out progressing.",
+            secs_ago(5),
+            secs_ago(5),
+        );
+        let mut d = auto_rollback_dl("nginx:2", recreate_strategy, failed);
+        d.spec.template = rolled_back_template("nginx:2");
+        let rses = failed_third(0, 1);
+        for step in 0..3 {
+            let p = run(&d, &rses, &[]);
+            assert!(
+                rollbacks(&p).is_empty(),
+                "recreate {recreate_strategy}, sync {step}: {:?}",
+                p.actions
+            );
+            assert!(
+                !p.actions.iter().any(|a| matches!(
+                    a,
+                    Action::Event {
+                        reason: "DeploymentAutoRollback",
+                        ..
+                    }
+                )),
+                "{:?}",
+                p.actions
+            );
+            d.status = Some(p.status);
+        }
+    }
+}
+
+#[test]
+fn without_a_completed_revision_the_failure_is_reported_once() {
+    let stale = cond(
+        "Progressing",
+        "True",
+        "ReplicaSetUpdated",
+        "progressing",
+        secs_ago(20),
+        secs_ago(20),
+    );
+    let d = auto_rollback_dl("nginx:3", false, stale);
+    let rses = vec![
+        rs(scaled_for(rs_json("nginx:2", 2, 10, 3, 3), 3, 4)),
+        rs(scaled_for(rs_json("nginx:3", 3, 20, 1, 0), 3, 4)),
+    ];
+    let p = run(&d, &rses, &[]);
+    assert!(rollbacks(&p).is_empty(), "{:?}", p.actions);
+    let reported = |p: &Plan| {
+        p.actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::Event {
+                        reason: "DeploymentAutoRollback",
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    assert_eq!(reported(&p), 1);
+    let mut d2 = d.clone();
+    d2.status = Some(p.status);
+    assert_eq!(reported(&run(&d2, &rses, &[])), 0);
+}
