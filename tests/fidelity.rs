@@ -71,7 +71,7 @@ async fn stays_settled(
 /// the object's.
 #[tokio::test]
 async fn templates_the_server_rewrites_make_exactly_one_replica_set() {
-    let (ns, _ctrl, api) = setup("t-defaults").await;
+    let (ns, ctrl, api) = setup("t-defaults").await;
     let cases = [
         with_container(
             "quantities",
@@ -103,6 +103,14 @@ async fn templates_the_server_rewrites_make_exactly_one_replica_set() {
     for dl in &cases {
         stays_settled(&ns, &api, &dl.name_any(), 1, Duration::from_secs(3)).await;
     }
+    // One dry run per template, however many syncs the rollouts took.
+    let log = std::fs::read_to_string(&ctrl.log).unwrap();
+    let dry_runs = log
+        .matches("pod template defaulted by the API server (dry run)")
+        .count();
+    let syncs = log.matches("reconciled").count();
+    assert_eq!(dry_runs, cases.len(), "{syncs} syncs logged");
+    assert!(syncs > cases.len(), "{syncs} syncs logged");
     ns.cleanup().await;
 }
 
