@@ -26,7 +26,7 @@ use k8s_openapi::jiff::{Timestamp, tz::TimeZone};
 use kube::ResourceExt;
 
 use crate::api::{DeploymentLite, StrategyType};
-use crate::controller::hash::templates_match;
+use crate::controller::hash::equal_ignore_hash;
 
 /// kubectl leaves this annotation out of every description.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -38,6 +38,10 @@ const MAX_ANNOTATION_LEN: usize = 140;
 /// could not be listed) the Events section is left out, as kubectl does.
 pub struct Related<'a> {
     pub replica_sets: &'a [ReplicaSet],
+    /// The object's pod template as the API server defaults it (a dry run
+    /// of the ReplicaSet, as the controller asks): the NewReplicaSet is the
+    /// one whose template equals it. `None`: the template as written.
+    pub template: Option<&'a PodTemplateSpec>,
     pub events: Option<&'a [Event]>,
     pub now: Timestamp,
     pub tz: &'a TimeZone,
@@ -105,7 +109,8 @@ fn raw(dl: &DeploymentLite, r: &Related<'_>) -> String {
             );
         }
     }
-    let (old, new) = split_replica_sets(dl, r.replica_sets);
+    let (old, new) =
+        split_replica_sets(dl, r.template.unwrap_or(&dl.spec.template), r.replica_sets);
     if !old.is_empty() || !new.is_empty() {
         let _ = writeln!(w, "OldReplicaSets:\t{}", replica_sets_line(&old));
         let _ = writeln!(w, "NewReplicaSet:\t{}", replica_sets_line(&new));
@@ -120,6 +125,7 @@ fn raw(dl: &DeploymentLite, r: &Related<'_>) -> String {
 /// upstream picks it) and all the others the object controls.
 fn split_replica_sets<'a>(
     dl: &DeploymentLite,
+    template: &PodTemplateSpec,
     rses: &'a [ReplicaSet],
 ) -> (Vec<&'a ReplicaSet>, Vec<&'a ReplicaSet>) {
     let uid = dl.uid();
@@ -138,7 +144,7 @@ fn split_replica_sets<'a>(
             rs.spec
                 .as_ref()
                 .and_then(|s| s.template.as_ref())
-                .is_some_and(|t| templates_match(&dl.spec.template, t))
+                .is_some_and(|t| equal_ignore_hash(template, t))
         })
         .collect();
     matching.sort_by(|a, b| {
@@ -995,6 +1001,7 @@ mod tests {
             &dl,
             &Related {
                 replica_sets: &rses,
+                template: None,
                 events: Some(&events),
                 now,
                 tz: &TimeZone::UTC,
@@ -1049,6 +1056,7 @@ Events:
             &dl,
             &Related {
                 replica_sets: &[],
+                template: None,
                 events: Some(&[]),
                 now: Timestamp::UNIX_EPOCH,
                 tz: &TimeZone::UTC,
@@ -1067,6 +1075,7 @@ Events:
             &dl,
             &Related {
                 replica_sets: &[],
+                template: None,
                 events: None,
                 now: Timestamp::UNIX_EPOCH,
                 tz: &TimeZone::UTC,

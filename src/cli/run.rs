@@ -17,6 +17,7 @@ use super::{
     set_images, undo_patch,
 };
 use crate::api::DeploymentLite;
+use crate::controller::defaulting::{Defaulted, ServerDefaults};
 /// Attempts of a read-decide-write cycle that lost a race (409).
 const CONFLICT_RETRIES: usize = 5;
 
@@ -212,7 +213,18 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             let name = parse_name(&name)?;
             let dl = get_dl(&api, &name).await?;
             let rses = owned_replica_sets(&client, &ns, &dl).await?;
-            match plan_undo(&dl, &rses, to_revision)? {
+            // The revisions' templates were defaulted by the API server;
+            // compare the current one in the same form.
+            let mut defaulted = dl.clone();
+            if let Defaulted::Template(t) =
+                ServerDefaults::default()
+                    .template(&client, &dl)
+                    .await
+                    .map_err(|e| CliError::msg(format!("defaulting the pod template: {e}")))?
+            {
+                defaulted.spec.template = t.as_ref().clone();
+            }
+            match plan_undo(&defaulted, &rses, to_revision)? {
                 UndoPlan::Skip(line) => {
                     let _ = writeln!(out, "{line}");
                     Ok(())
@@ -294,8 +306,18 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             // As kubectl: events that cannot be listed (RBAC) leave the
             // section out rather than fail the description.
             let events = events_about(&client, &ns, &dl).await.ok();
+            // The ReplicaSets' templates were defaulted by the API server;
+            // find the new one by the current template in the same form.
+            let defaulted = ServerDefaults::default()
+                .template(&client, &dl)
+                .await
+                .map_err(|e| CliError::msg(format!("defaulting the pod template: {e}")))?;
             let related = super::describe::Related {
                 replica_sets: &rses,
+                template: match &defaulted {
+                    Defaulted::Template(t) => Some(t.as_ref()),
+                    _ => None,
+                },
                 events: events.as_deref(),
                 now: k8s_openapi::jiff::Timestamp::now(),
                 tz: &k8s_openapi::jiff::tz::TimeZone::system(),

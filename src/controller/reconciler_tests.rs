@@ -54,6 +54,7 @@ fn context(api: &FakeApi) -> Context {
         pods: Writer::<Pod>::default().as_reader(),
         recorder: Recorder::new(api.client.clone(), CONTROLLER_NAME, None),
         metrics: ControllerMetrics::register(&mut Registry::default()),
+        defaults: ServerDefaults::default(),
     }
 }
 
@@ -118,7 +119,9 @@ async fn writes_go_out_in_plan_order_each_conditional_on_what_was_read() {
         status: status_with_replicas(4),
         requeue_after: Some(Duration::from_secs(3)),
     };
-    let requeue = execute(&context(&api), &dl(), NS, plan).await.unwrap();
+    let requeue = execute(&context(&api), &dl(), NS, &dl().spec.template, plan)
+        .await
+        .unwrap();
     assert_eq!(requeue, Requeue::requeue(Duration::from_secs(3)));
 
     let lines = api.lines();
@@ -188,7 +191,9 @@ async fn a_conflict_ends_the_sync_before_any_later_write() {
         requeue_after: None,
     };
     let ctx = Arc::new(context(&api));
-    let err = execute(&ctx, &dl(), NS, plan).await.unwrap_err();
+    let err = execute(&ctx, &dl(), NS, &dl().spec.template, plan)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     // Nothing after the refused write: no scale-up, no event, no status.
     assert_eq!(api.lines(), [format!("PATCH {RS_PATH}/web-old")]);
@@ -208,7 +213,9 @@ async fn an_unchanged_status_is_not_written() {
         status: current.status.clone().unwrap(),
         requeue_after: None,
     };
-    let requeue = execute(&context(&api), &current, NS, plan).await.unwrap();
+    let requeue = execute(&context(&api), &current, NS, &current.spec.template, plan)
+        .await
+        .unwrap();
     assert_eq!(requeue, Requeue::await_change());
     assert!(api.lines().is_empty(), "{:?}", api.lines());
 }
@@ -231,7 +238,9 @@ async fn history_cleanup_deletes_with_uid_and_version_preconditions_and_tolerate
         status: dl().status.unwrap(),
         requeue_after: None,
     };
-    execute(&context(&api), &dl(), NS, plan).await.unwrap();
+    execute(&context(&api), &dl(), NS, &dl().spec.template, plan)
+        .await
+        .unwrap();
     let r = api.requests();
     assert_eq!(
         api.lines(),
@@ -277,7 +286,9 @@ async fn a_name_taken_by_another_controller_raises_the_collision_count() {
         status: status_with_replicas(3),
         requeue_after: None,
     };
-    let requeue = execute(&context(&api), &dl(), NS, plan).await.unwrap();
+    let requeue = execute(&context(&api), &dl(), NS, &dl().spec.template, plan)
+        .await
+        .unwrap();
     assert_eq!(requeue, Requeue::requeue(Duration::from_millis(100)));
     assert_eq!(
         api.lines(),
@@ -309,7 +320,9 @@ async fn a_rollback_replaces_the_object_and_the_status_follows_its_version() {
         status: status_with_replicas(3),
         requeue_after: None,
     };
-    execute(&context(&api), &object, NS, plan).await.unwrap();
+    execute(&context(&api), &object, NS, &object.spec.template, plan)
+        .await
+        .unwrap();
     assert_eq!(
         api.lines(),
         [format!("PUT {DL_PATH}"), format!("PUT {DL_PATH}/status")]

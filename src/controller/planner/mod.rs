@@ -22,11 +22,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
 use crate::api::{
-    CHANGE_CAUSE_ANNOTATION, DESIRED_REPLICAS_ANNOTATION, DeploymentLite, DeploymentLiteStatus,
-    MAX_REPLICAS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
-    REVISION_HISTORY_ANNOTATION, StrategyType,
+    DESIRED_REPLICAS_ANNOTATION, DeploymentLite, DeploymentLiteStatus, MAX_REPLICAS_ANNOTATION,
+    POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION, StrategyType,
 };
-use crate::controller::hash::{pod_template_hash, templates_match};
+use crate::controller::hash::{equal_ignore_hash, pod_template_hash};
 use crate::controller::rollout::bounds::{self, Bounds, BoundsError};
 use crate::controller::rollout::progress::{from_time, get_condition, new_condition};
 use crate::controller::rollout::{self, RsState, cleanup, scaling};
@@ -64,6 +63,37 @@ fn to_rfc3339(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// kubectl's client-side apply record: never copied between the object and
+/// its ReplicaSets.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Annotations that stay where they are: the controller's own bookkeeping
+/// and kubectl's apply record (upstream's annotationsToSkip, with
+/// DeploymentLite's prefix). Every other annotation of the object is
+/// copied to its new ReplicaSet, and restored from a revision on rollback.
+pub fn skip_copy_annotation(key: &str) -> bool {
+    matches!(
+        key,
+        LAST_APPLIED_ANNOTATION
+            | REVISION_ANNOTATION
+            | REVISION_HISTORY_ANNOTATION
+            | DESIRED_REPLICAS_ANNOTATION
+            | MAX_REPLICAS_ANNOTATION
+            | COMPLETED_ANNOTATION
+    )
+}
+
+/// Copies the object's annotations onto a ReplicaSet's (adding and
+/// overwriting, never removing), as upstream's
+/// copyDeploymentAnnotationsToReplicaSet.
+fn copy_object_annotations(dl: &DeploymentLite, to: &mut BTreeMap<String, String>) {
+    for (k, v) in dl.annotations() {
+        if !skip_copy_annotation(k) {
+            to.insert(k.clone(), v.clone());
+        }
+    }
+}
+
 /// Longest `revision-history` annotation kept; oldest entries go first.
 const MAX_REVISION_HISTORY_LEN: usize = 2000;
 
@@ -96,8 +126,10 @@ pub enum Action {
     AnnotateDeployment {
         annotations: BTreeMap<String, String>,
     },
-    /// Finish a rollback request: optionally replace the template, and clear
-    /// `spec.rollbackTo`.
+    /// Finish a rollback request: clear `spec.rollbackTo`; with a template,
+    /// also replace the template, and every annotation of the object that
+    /// [`skip_copy_annotation`] does not keep by `annotations` (upstream's
+    /// SetDeploymentAnnotationsTo).
     Rollback {
         template: Option<Box<PodTemplateSpec>>,
         annotations: BTreeMap<String, String>,
@@ -126,6 +158,13 @@ pub struct SyncInput<'a> {
     pub rses: &'a [ReplicaSet],
     /// Pods controlled by those ReplicaSets (Recreate waits on them).
     pub pods: &'a [Pod],
+    /// The object's pod template as the API server defaults and
+    /// canonicalises it (the reconciler asks with a server-side dry run of
+    /// the ReplicaSet it would create). The object itself is a custom
+    /// resource, so its stored template is not defaulted; this one compares
+    /// with stored ReplicaSets' templates like with like, as a Deployment's
+    /// template does upstream.
+    pub template: &'a PodTemplateSpec,
     pub now: Timestamp,
 }
 
@@ -187,6 +226,8 @@ impl<'a> Rs<'a> {
 /// The sync in progress: state as decided so far, and what it wrote.
 struct Sync<'a> {
     dl: &'a DeploymentLite,
+    /// See [`SyncInput::template`].
+    template: &'a PodTemplateSpec,
     now: Timestamp,
     replicas: i32,
     bounds: Bounds,
@@ -238,9 +279,10 @@ pub fn plan(input: SyncInput<'_>) -> Plan {
     };
 
     let all: Vec<Rs<'_>> = input.rses.iter().map(Rs::from_obj).collect();
-    let (new_rs, old_rses) = split_new_and_old(dl, all);
+    let (new_rs, old_rses) = split_new_and_old(input.template, all);
     let mut s = Sync {
         dl,
+        template: input.template,
         now: input.now,
         replicas,
         bounds,
@@ -309,11 +351,14 @@ pub fn resolve_bounds(dl: &DeploymentLite) -> Result<Bounds, BoundsError> {
     }
 }
 
-/// Finds the ReplicaSet of the current template: by hash label first, then
-/// by semantic comparison (a rollback copies a defaulted template into the
-/// spec, whose hash then differs from the label). Oldest wins among several.
+/// Finds the ReplicaSet of the current template, as upstream's
+/// FindNewReplicaSet: the oldest ReplicaSet whose template equals the
+/// defaulted template except for the hash label. The hash label is not
+/// consulted: it is a name, not proof of identity (a rollback brings back a
+/// ReplicaSet whose label came from another collision count, and an adopted
+/// orphan may carry any label).
 fn split_new_and_old<'a>(
-    dl: &DeploymentLite,
+    template: &PodTemplateSpec,
     mut all: Vec<Rs<'a>>,
 ) -> (Option<Rs<'a>>, Vec<Rs<'a>>) {
     all.sort_by(|a, b| {
@@ -322,23 +367,9 @@ fn split_new_and_old<'a>(
             .cmp(&b.state.created)
             .then_with(|| a.state.name.cmp(&b.state.name))
     });
-    let hash = pod_template_hash(
-        &dl.spec.template,
-        dl.status.as_ref().and_then(|s| s.collision_count),
-    );
-    let by_label = all.iter().position(|rs| {
-        rs.obj
-            .and_then(|o| o.labels().get(POD_TEMPLATE_HASH_LABEL))
-            .is_some_and(|h| *h == hash)
-            && rs
-                .template()
-                .is_some_and(|t| templates_match(&dl.spec.template, t))
-    });
-    let idx = by_label.or_else(|| {
-        all.iter().position(|rs| {
-            rs.template()
-                .is_some_and(|t| templates_match(&dl.spec.template, t))
-        })
+    let idx = all.iter().position(|rs| {
+        rs.template()
+            .is_some_and(|t| equal_ignore_hash(template, t))
     });
     match idx {
         Some(i) => {
@@ -359,7 +390,7 @@ impl<'a> Sync<'a> {
     }
 
     fn has_progress_deadline(&self) -> bool {
-        self.dl.spec.progress_deadline_seconds.is_some()
+        has_progress_deadline(self.dl)
     }
 
     fn set_condition(&mut self, c: DeploymentCondition) {
@@ -400,7 +431,6 @@ impl<'a> Sync<'a> {
     /// the decision in the planned state.
     fn scale_rs(&mut self, which: RsRef, to: i32) {
         let ann = self.replicas_annotations();
-        let min_ready = self.dl.spec.min_ready_seconds;
         let rs = match which {
             RsRef::New => self.new_rs.as_mut().expect("new RS exists"),
             RsRef::Old(i) => &mut self.old_rses[i],
@@ -410,7 +440,11 @@ impl<'a> Sync<'a> {
             annotations.insert(k, v);
         }
         let from = rs.state.spec_replicas;
-        if from == to && annotations == rs.annotations && rs.min_ready_seconds == min_ready {
+        // As upstream's scaleReplicaSet: size and the replicas annotations
+        // only. minReadySeconds follows the object on the new ReplicaSet
+        // alone (sync_revision_and_new_rs); an old one keeps its own.
+        let min_ready = rs.min_ready_seconds;
+        if from == to && annotations == rs.annotations {
             return;
         }
         self.actions.push(Action::UpdateReplicaSet {
@@ -425,7 +459,6 @@ impl<'a> Sync<'a> {
         rs.state.desired_replicas = Some(self.replicas);
         rs.state.max_replicas = Some(self.replicas + self.bounds.max_surge);
         rs.annotations = annotations;
-        rs.min_ready_seconds = min_ready;
     }
 
     fn scale_by_name(&mut self, name: &str, to: i32) {
@@ -479,6 +512,14 @@ fn coalesce_rs_writes(actions: Vec<Action>) -> Vec<Action> {
     out
 }
 
+/// Whether the object has a progress deadline: as upstream, unset and
+/// the largest int32 (2147483647) both mean none.
+pub fn has_progress_deadline(dl: &DeploymentLite) -> bool {
+    dl.spec
+        .progress_deadline_seconds
+        .is_some_and(|s| s != i32::MAX)
+}
+
 /// The controller owner reference a ReplicaSet gets.
 pub fn controller_ref(dl: &DeploymentLite) -> OwnerReference {
     let mut r = dl
@@ -493,9 +534,11 @@ pub fn controller_ref(dl: &DeploymentLite) -> OwnerReference {
 /// The selector in the string form of the scale subresource
 /// (`app=web,tier in (a,b)`), as labels.Selector.String() prints it.
 pub fn selector_string(sel: &LabelSelector) -> String {
-    let mut parts: Vec<String> = Vec::new();
+    // (key, requirement) in the order upstream builds them; requirements
+    // are then ordered by key alone (labels.ByKey), not by their text.
+    let mut parts: Vec<(&str, String)> = Vec::new();
     for (k, v) in sel.match_labels.iter().flatten() {
-        parts.push(format!("{k}={v}"));
+        parts.push((k, format!("{k}={v}")));
     }
     for e in sel.match_expressions.iter().flatten() {
         let mut values = e.values.clone().unwrap_or_default();
@@ -507,10 +550,14 @@ pub fn selector_string(sel: &LabelSelector) -> String {
             "DoesNotExist" => format!("!{}", e.key),
             other => format!("{} {other}", e.key),
         };
-        parts.push(part);
+        parts.push((&e.key, part));
     }
-    parts.sort();
-    parts.join(",")
+    parts.sort_by(|a, b| a.0.cmp(b.0));
+    parts
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 mod progress;
