@@ -29,15 +29,14 @@ fn scheduler_name(ns: &TestNamespace) -> String {
 /// A dlite-scheduler answering to this test's scheduler name.
 fn start_scheduler(ns: &TestNamespace, tag: &str, extra: &[&str]) -> Process {
     let name = scheduler_name(ns);
-    // Endpoints off: tests run many schedulers at once on one host.
-    let mut args = vec![
-        "--scheduler-name",
-        name.as_str(),
-        "--metrics-bind-address",
-        "0",
-        "--health-probe-bind-address",
-        "0",
-    ];
+    // Endpoints off unless the test asks for one: tests run many schedulers
+    // at once on one host (and a flag given twice is refused).
+    let mut args = vec!["--scheduler-name", name.as_str()];
+    for endpoint in ["--metrics-bind-address", "--health-probe-bind-address"] {
+        if !extra.contains(&endpoint) {
+            args.extend([endpoint, "0"]);
+        }
+    }
     args.extend_from_slice(extra);
     Process::start(
         env!("CARGO_BIN_EXE_dlite-scheduler"),
