@@ -206,9 +206,10 @@ pub struct Samples {
 }
 
 /// Samples the pods (and ReplicaSets) of a DeploymentLite every 100 ms and
-/// records every moment the rollout bounds are broken: more live pods than
-/// replicas + maxSurge, or fewer Ready pods than replicas - maxUnavailable,
-/// or ReplicaSet sizes summing above replicas + maxSurge.
+/// records every moment the rollout bounds are broken: ReplicaSet sizes
+/// summing above replicas + maxSurge, fewer Ready pods than replicas -
+/// maxUnavailable, or more live pods than replicas + maxSurge while no
+/// ReplicaSet is still scaling down.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<Samples>,
@@ -228,7 +229,12 @@ impl Sampler {
             };
             while !stop2.load(Ordering::Relaxed) {
                 let lp = ListParams::default().labels(&selector);
-                if let (Ok(pl), Ok(rl)) = (pods.list(&lp).await, rses.list(&lp).await) {
+                // ReplicaSets first: a scale-down they still show as pending
+                // (status.replicas above spec.replicas) explains pods listed
+                // right after.
+                let rl = rses.list(&lp).await;
+                let pl = pods.list(&lp).await;
+                if let (Ok(pl), Ok(rl)) = (pl, rl) {
                     let live: Vec<&Pod> = pl
                         .items
                         .iter()
@@ -239,7 +245,16 @@ impl Sampler {
                     s.count += 1;
                     s.max_pods = s.max_pods.max(live.len());
                     s.min_ready = s.min_ready.min(ready);
-                    if live.len() > max_total {
+                    // The bound is on ReplicaSet sizes (checked below), as
+                    // upstream's: a new ReplicaSet may grow once an old one's
+                    // size is lowered, before the ReplicaSet controller has
+                    // deleted the pod. Live pods above the bound are a
+                    // violation only when no ReplicaSet is still scaling down.
+                    let scaling_down = rl
+                        .items
+                        .iter()
+                        .any(|rs| rs.status.as_ref().map_or(0, |st| st.replicas) > rs_replicas(rs));
+                    if live.len() > max_total && !scaling_down {
                         s.violations
                             .push(format!("{} live pods > {max_total}", live.len()));
                     }
