@@ -1793,27 +1793,6 @@ fn local_args(deploy: &Value, metrics_port: u16, health_port: u16) -> Vec<String
         .collect()
 }
 
-/// A plain HTTP/1.1 GET on the loopback: (status, whole response).
-fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
-        .map_err(|e| format!("connecting to :{port}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).map_err(|e| e.to_string())?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or(format!("no status in {response:?}"))?;
-    Ok((status, response))
-}
-
 async fn lease_holder(client: &Client, ns: &str, lease: &str) -> Result<String, String> {
     let l = Api::<Lease>::namespaced(client.clone(), ns)
         .get_opt(lease)
@@ -2102,9 +2081,9 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
         "/readyz 200 and dlite_controller_leader 1 on /metrics",
         Duration::from_secs(30),
         || async {
-            let (ready, body) = http_get(health_port, "/readyz")?;
-            let (healthy, _) = http_get(health_port, "/healthz")?;
-            let (_, metrics) = http_get(metrics_port, "/metrics")?;
+            let (ready, body) = support::http_get(health_port, "/readyz")?;
+            let (healthy, _) = support::http_get(health_port, "/healthz")?;
+            let (_, metrics) = support::http_get(metrics_port, "/metrics")?;
             if ready == 200 && healthy == 200 && metrics.contains("\ndlite_controller_leader 1\n") {
                 Ok(())
             } else {
@@ -2226,9 +2205,9 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
             "the scheduler's /readyz and /healthz 200, /metrics served",
             Duration::from_secs(30),
             || async {
-                let (ready, body) = http_get(sch_health, "/readyz")?;
-                let (healthy, _) = http_get(sch_health, "/healthz")?;
-                let (metrics, _) = http_get(sch_metrics, "/metrics")?;
+                let (ready, body) = support::http_get(sch_health, "/readyz")?;
+                let (healthy, _) = support::http_get(sch_health, "/healthz")?;
+                let (metrics, _) = support::http_get(sch_metrics, "/metrics")?;
                 if (ready, healthy, metrics) == (200, 200, 200) {
                     Ok(())
                 } else {

@@ -648,27 +648,6 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .find_map(|a| a.strip_prefix(name)?.strip_prefix('='))
 }
 
-/// A plain HTTP/1.1 GET on the loopback: (status, whole response).
-fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
-        .map_err(|e| format!("connecting to :{port}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).map_err(|e| e.to_string())?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or(format!("no status in {response:?}"))?;
-    Ok((status, response))
-}
-
 /// A memory quantity (as the chart writes them: 256Mi, 1Gi, plain bytes)
 /// in bytes.
 fn memory_bytes(q: &str) -> u64 {
@@ -1014,9 +993,9 @@ async fn image_runs_the_charts_controller_against_the_cluster() {
         "/readyz and /healthz 200 and dlite_controller_leader 1 on /metrics",
         Duration::from_secs(30),
         || async {
-            let (ready, body) = http_get(health_port, "/readyz")?;
-            let (healthy, _) = http_get(health_port, "/healthz")?;
-            let (status, metrics) = http_get(metrics_port, "/metrics")?;
+            let (ready, body) = support::http_get(health_port, "/readyz")?;
+            let (healthy, _) = support::http_get(health_port, "/healthz")?;
+            let (status, metrics) = support::http_get(metrics_port, "/metrics")?;
             if ready == 200
                 && healthy == 200
                 && status == 200
