@@ -99,7 +99,13 @@ pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
         .field_path(".progressDeadlineSeconds"),
     validation = Rule::new(schema::SELECTOR_MATCHES_TEMPLATE)
         .message("`selector` does not match template `labels`")
-        .field_path(".template.metadata.labels")
+        .field_path(".template.metadata.labels"),
+    // As apps/v1 validation: a pod needs a container. Reported as a
+    // missing value, the way a Deployment is refused.
+    validation = Rule::new("has(self.template.spec) && size(self.template.spec.containers) > 0")
+        .message("a pod template needs at least one container")
+        .field_path(".template.spec.containers")
+        .reason(kube::core::Reason::FieldValueRequired)
 )]
 pub struct DeploymentLiteSpec {
     /// Number of desired pods. Defaults to 1.
@@ -259,6 +265,12 @@ pub struct DeploymentLiteStatus {
     /// Pods still needed for 100% availability.
     #[serde(default)]
     pub unavailable_replicas: i32,
+    /// Pods of this object's ReplicaSets that are terminating (being
+    /// deleted, not yet gone), as the ReplicaSets report it. Unset while a
+    /// ReplicaSet that has been synced does not report the count, as in
+    /// apps/v1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminating_replicas: Option<i32>,
     /// Counts hash collisions; folded into the pod-template hash so a new
     /// ReplicaSet name is found.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::ResourceExt;
 
 use crate::api::{CHANGE_CAUSE_ANNOTATION, DeploymentLite, REVISION_ANNOTATION};
-use crate::controller::hash::templates_match;
+use crate::controller::hash::equal_ignore_hash;
 
 /// How kubectl names the resource in its messages.
 pub const RESOURCE: &str = "deploymentlite.apps.dlite.dev";
@@ -237,12 +237,11 @@ pub fn plan_undo(
     Ok(UndoPlan::RollBack(target))
 }
 
-/// Equal templates ignoring the hash label and the fields the API server
-/// defaulted in the ReplicaSet's copy. One direction only: the ReplicaSet's
-/// template is a superset of the object's, never the reverse, and accepting
-/// the reverse would skip a rollback that removes a field added since.
+/// Equal templates ignoring the hash label, as kubectl's rollback checks.
+/// `current` must be the object's template as the API server defaults it
+/// (the caller asks with a dry run), like the revision's stored template.
 fn same_template(current: &PodTemplateSpec, revision: &PodTemplateSpec) -> bool {
-    templates_match(current, revision)
+    equal_ignore_hash(current, revision)
 }
 
 /// `set image`: the new container list. `*` sets every container (and init

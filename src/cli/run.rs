@@ -18,6 +18,7 @@ use super::{
     history_revision, history_table, parse_name, plan_undo, rollout_status, set_images,
 };
 use crate::api::DeploymentLite;
+use crate::controller::defaulting::{Defaulted, ServerDefaults};
 
 /// How long `rollout undo` waits for the controller to act on the request.
 const UNDO_WAIT: Duration = Duration::from_secs(30);
@@ -160,7 +161,18 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             let name = parse_name(&name)?;
             let dl = get_dl(&api, &name).await?;
             let rses = owned_replica_sets(&client, &ns, &dl).await?;
-            match plan_undo(&dl, &rses, to_revision)? {
+            // The revisions' templates were defaulted by the API server;
+            // compare the current one in the same form.
+            let mut defaulted = dl.clone();
+            if let Defaulted::Template(t) =
+                ServerDefaults::default()
+                    .template(&client, &dl)
+                    .await
+                    .map_err(|e| CliError::msg(format!("defaulting the pod template: {e}")))?
+            {
+                defaulted.spec.template = t.as_ref().clone();
+            }
+            match plan_undo(&defaulted, &rses, to_revision)? {
                 UndoPlan::Skip(line) => {
                     print(out, &line);
                     Ok(())

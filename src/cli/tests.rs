@@ -442,7 +442,7 @@ fn undo_skips_when_the_template_already_matches() {
 }
 
 #[test]
-fn undo_skip_ignores_the_hash_label_and_server_defaults() {
+fn undo_skip_compares_the_defaulted_template_ignoring_the_hash_label() {
     let served = json!({
         "metadata": {"labels": {"app": "web", "pod-template-hash": "5d8f9c7b4"}},
         "spec": {
@@ -460,12 +460,27 @@ fn undo_skip_ignores_the_hash_label_and_server_defaults() {
             "securityContext": {}
         }
     });
-    let rses = vec![rs_with("web-a", Some("1"), None, served), rs(2, "nginx:2")];
+    let rses = vec![
+        rs_with("web-a", Some("1"), None, served.clone()),
+        rs(2, "nginx:2"),
+    ];
+    // The caller passes the object with its template as the API server
+    // defaults it (a dry run), which is the revision's without the label.
+    let mut defaulted = plain("web");
+    let mut t = served;
+    t["metadata"]["labels"] = json!({"app": "web"});
+    defaulted.spec.template = serde_json::from_value(t).unwrap();
     assert_eq!(
-        plan_undo(&plain("web"), &rses, 1),
+        plan_undo(&defaulted, &rses, 1),
         Ok(UndoPlan::Skip(
             "deploymentlite.apps.dlite.dev/web skipped rollback (current template already matches revision 1)".into()
         ))
+    );
+    // A template that differs from the stored one in any field, defaulted
+    // or not, is a real rollback.
+    assert_eq!(
+        plan_undo(&plain("web"), &rses, 1),
+        Ok(UndoPlan::RollBack(1))
     );
 }
 

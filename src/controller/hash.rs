@@ -84,65 +84,35 @@ pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32
     safe_encode(&fnv1a_32(bytes).to_string())
 }
 
-/// Fields the API server fills in on a pod template when a ReplicaSet is
-/// stored (pod, container, port, probe and volume defaulting). A real
-/// ReplicaSet's template may carry these where the DeploymentLite's
-/// embedded template (which the API server does not default) has nothing.
-const SERVER_DEFAULTED: &[&str] = &[
-    // PodSpec
-    "restartPolicy",
-    "terminationGracePeriodSeconds",
-    "dnsPolicy",
-    "securityContext",
-    "schedulerName",
-    "serviceAccount",
-    // Container
-    "terminationMessagePath",
-    "terminationMessagePolicy",
-    "imagePullPolicy",
-    // ContainerPort
-    "protocol",
-    // Probe and handlers
-    "timeoutSeconds",
-    "periodSeconds",
-    "successThreshold",
-    "failureThreshold",
-    "scheme",
-    // ObjectFieldSelector
-    "apiVersion",
-    // volume sources
-    "defaultMode",
-];
-
-/// Whether `want` (a DeploymentLite's template) equals `have` (a stored
-/// ReplicaSet's template) except for fields the API server defaulted: every
-/// field of `want` is in `have` with the same value, and `have` adds only
-/// server-defaulted fields. A field the user removed (an env var, a limit,
-/// an annotation) therefore makes a different template.
-pub fn equal_modulo_defaults(want: &Value, have: &Value) -> bool {
-    match (want, have) {
-        (Value::Object(w), Value::Object(h)) => {
-            w.iter()
-                .all(|(k, wv)| h.get(k).is_some_and(|hv| equal_modulo_defaults(wv, hv)))
-                && h.keys()
-                    .all(|k| w.contains_key(k) || SERVER_DEFAULTED.contains(&k.as_str()))
+/// The template without the pod-template-hash label (and without a label
+/// map that the removal left empty, which the API server would not store).
+pub fn without_hash_label(template: &PodTemplateSpec) -> PodTemplateSpec {
+    let mut t = template.clone();
+    if let Some(meta) = t.metadata.as_mut()
+        && let Some(labels) = meta.labels.as_mut()
+    {
+        labels.remove(POD_TEMPLATE_HASH_LABEL);
+        if labels.is_empty() {
+            meta.labels = None;
         }
-        (Value::Array(w), Value::Array(h)) => {
-            w.len() == h.len()
-                && w.iter()
-                    .zip(h)
-                    .all(|(wv, hv)| equal_modulo_defaults(wv, hv))
-        }
-        (w, h) => w == h,
     }
+    if t.metadata
+        .as_ref()
+        .is_some_and(|m| *m == Default::default())
+    {
+        t.metadata = None;
+    }
+    t
 }
 
-/// Semantic template equality ignoring the hash label and defaulted fields.
-pub fn templates_match(dl_template: &PodTemplateSpec, rs_template: &PodTemplateSpec) -> bool {
-    equal_modulo_defaults(
-        &canonical_template(dl_template),
-        &canonical_template(rs_template),
-    )
+/// Upstream's EqualIgnoreHash: two templates are the same revision when they
+/// are equal except for the pod-template-hash label. Both sides must come
+/// from the same API server's defaulting (a stored ReplicaSet's template,
+/// and the object's template as a server-side dry run defaults it): then
+/// plain equality is right by construction, with no list of defaulted
+/// fields to keep up to date.
+pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
+    without_hash_label(a) == without_hash_label(b)
 }
 
 #[cfg(test)]
@@ -202,45 +172,28 @@ mod tests {
     }
 
     #[test]
-    fn a_defaulted_replica_set_template_matches_its_source() {
-        let dl = template(
-            json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}),
-        );
-        let rs = template(
+    fn equality_ignores_only_the_hash_label() {
+        let stored = template(
             json!({"metadata": {"labels": {"app": "x", "pod-template-hash": "h"}},
-            "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicy": "Always", "terminationMessagePath": "/dev/termination-log"}],
-                     "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}}),
+            "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicy": "Always"}]}}),
         );
-        assert!(templates_match(&dl, &rs));
-        let other = template(
-            json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "j"}]}}),
-        );
-        assert!(!templates_match(&other, &rs));
-        let two = template(
-            json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}, {"name": "d", "image": "i"}]}}),
-        );
-        assert!(!templates_match(&two, &rs));
+        let defaulted = template(json!({"metadata": {"labels": {"app": "x"}},
+            "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicy": "Always"}]}}));
+        assert!(equal_ignore_hash(&defaulted, &stored));
+        assert!(equal_ignore_hash(&stored, &defaulted));
+        // A field present on one side only is a different template, in
+        // either direction: no field is assumed to be a server default.
+        let user = template(json!({"metadata": {"labels": {"app": "x"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}}));
+        assert!(!equal_ignore_hash(&user, &stored));
+        assert!(!equal_ignore_hash(&stored, &user));
     }
 
     #[test]
-    fn a_field_removed_by_the_user_is_a_different_template() {
-        let rs = template(
-            json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "1"}},
-            "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "DEBUG", "value": "1"}],
-                                     "resources": {"limits": {"cpu": "1"}}, "imagePullPolicy": "Always"}]}}),
-        );
-        let without_env = template(
-            json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "1"}},
-            "spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}}}]}}),
-        );
-        let without_annotation = template(json!({"metadata": {"labels": {"app": "x"}},
-            "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "DEBUG", "value": "1"}], "resources": {"limits": {"cpu": "1"}}}]}}));
-        let same = template(
-            json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "1"}},
-            "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "DEBUG", "value": "1"}], "resources": {"limits": {"cpu": "1"}}}]}}),
-        );
-        assert!(!templates_match(&without_env, &rs));
-        assert!(!templates_match(&without_annotation, &rs));
-        assert!(templates_match(&same, &rs));
+    fn a_label_map_holding_only_the_hash_equals_no_labels() {
+        let a = template(json!({"metadata": {"labels": {"pod-template-hash": "h"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}}));
+        let b = template(json!({"spec": {"containers": [{"name": "c", "image": "i"}]}}));
+        assert!(equal_ignore_hash(&a, &b));
     }
 }

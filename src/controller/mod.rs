@@ -2,6 +2,7 @@
 //! [`planner`] that orders them into one sync, and the [`reconciler`] that
 //! executes plans against the API server.
 
+pub mod defaulting;
 pub mod hash;
 pub mod planner;
 pub mod reconciler;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
@@ -25,7 +25,8 @@ use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{DeploymentLite, DeploymentLiteStatus, POD_TEMPLATE_HASH_LABEL};
-use crate::controller::hash::templates_match;
+use crate::controller::defaulting::{Defaulted, ServerDefaults};
+use crate::controller::hash::equal_ignore_hash;
 use crate::controller::planner::{self, Action, EventType, SyncInput, controller_ref};
 use crate::controller::rollout::progress::{new_condition, set_condition};
 use crate::runtime::events::Recorder;
@@ -73,6 +74,8 @@ pub struct Context {
     pub pods: Store<Pod>,
     pub recorder: Recorder,
     pub metrics: ControllerMetrics,
+    /// Templates as the API server defaults them (see [`ServerDefaults`]).
+    pub defaults: ServerDefaults,
 }
 
 /// Options of the controller process.
@@ -166,6 +169,7 @@ pub async fn run(
         pods: pod_store.clone(),
         recorder,
         metrics: metrics.clone(),
+        defaults: ServerDefaults::default(),
     });
 
     let controller = Controller::for_stream(dl_stream, dl_store.clone())
@@ -346,14 +350,35 @@ async fn reconcile_inner(
         .map(|p| p.as_ref().clone())
         .collect();
 
+    let template = defaulted_template(&ctx, &dl).await?;
     let plan = planner::plan(SyncInput {
         dl: &dl,
         rses: &claimed,
         pods: &pods,
+        template: &template,
         now: Utc::now(),
     });
     debug!(actions = plan.actions.len(), "planned");
-    execute(&ctx, &dl, &ns, plan).await
+    execute(&ctx, &dl, &ns, &template, plan).await
+}
+
+/// The object's template as the API server defaults it. When the server
+/// refuses the template, no stored ReplicaSet can equal it and creating one
+/// fails with the server's message (ReplicaSetCreateError), as for a
+/// Deployment whose ReplicaSet is refused; the template as written stands in.
+async fn defaulted_template(ctx: &Context, dl: &DeploymentLite) -> Result<PodTemplateSpec, Error> {
+    match ctx.defaults.template(&ctx.client, dl).await {
+        Ok(Defaulted::Template(t)) => Ok(t.as_ref().clone()),
+        Ok(Defaulted::Refused(message)) => {
+            debug!(%message, "the API server refuses the template");
+            Ok(dl.spec.template.clone())
+        }
+        Err(e) => Err(Error::api(
+            "defaulting the pod template (dry run) of",
+            format!("DeploymentLite {}", dl.name_any()),
+            e,
+        )),
+    }
 }
 
 /// Section 10: keep ours that still match, release ours that no longer do,
@@ -460,6 +485,7 @@ async fn execute(
     ctx: &Context,
     dl: &DeploymentLite,
     ns: &str,
+    template: &PodTemplateSpec,
     plan: planner::Plan,
 ) -> Result<Requeue, Error> {
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), ns);
@@ -483,23 +509,49 @@ async fn execute(
                         }
                     }
                     Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
-                        return handle_name_collision(ctx, dl, &current, &rs_api, &rs_name, status)
-                            .await;
+                        return handle_name_collision(
+                            ctx, dl, &current, &rs_api, &rs_name, template, status,
+                        )
+                        .await;
+                    }
+                    // As upstream: a terminating namespace refuses every
+                    // create, so there is nothing to report.
+                    Err(kube::Error::Api(s)) if is_namespace_terminating(&s) => {
+                        return Err(Error::api(
+                            "creating",
+                            format!("ReplicaSet {rs_name}"),
+                            kube::Error::Api(s),
+                        ));
                     }
                     Err(e) => {
-                        let msg = format!("Failed to create new replica set \"{rs_name}\": {e}");
-                        publish(ctx, dl, EventType::Warning, "FailedCreate", msg.clone()).await;
-                        set_condition(
-                            &mut status.conditions,
-                            new_condition(
-                                "Progressing",
-                                "False",
-                                planner::reason::CREATE_ERROR,
-                                msg,
-                                Utc::now(),
-                            ),
+                        // Upstream's words: the server's message, reason
+                        // ReplicaSetCreateError on the event, and the
+                        // condition only when there is a progress deadline.
+                        let msg = format!(
+                            "Failed to create new replica set \"{rs_name}\": {}",
+                            api_message(&e)
                         );
-                        write_status(&dl_api, &current, status).await?;
+                        publish(
+                            ctx,
+                            dl,
+                            EventType::Warning,
+                            planner::reason::CREATE_ERROR,
+                            msg.clone(),
+                        )
+                        .await;
+                        if planner::has_progress_deadline(dl) {
+                            set_condition(
+                                &mut status.conditions,
+                                new_condition(
+                                    "Progressing",
+                                    "False",
+                                    planner::reason::CREATE_ERROR,
+                                    msg,
+                                    Utc::now(),
+                                ),
+                            );
+                            write_status(&dl_api, &current, status).await?;
+                        }
                         return Err(Error::api("creating", format!("ReplicaSet {rs_name}"), e));
                     }
                 }
@@ -593,6 +645,23 @@ async fn execute(
     })
 }
 
+/// What the API server said, without the client's wrapping: the text a Go
+/// client's error prints.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The API server refuses creates in a namespace being deleted with this
+/// status cause.
+fn is_namespace_terminating(s: &kube::core::Status) -> bool {
+    s.details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+}
+
 /// The new ReplicaSet's name is taken. If it is ours with our template, the
 /// cache was just behind; otherwise bump collisionCount so the next sync
 /// hashes to a new name (section 1), and say so.
@@ -602,6 +671,7 @@ async fn handle_name_collision(
     current: &DeploymentLite,
     rs_api: &Api<ReplicaSet>,
     rs_name: &str,
+    template: &PodTemplateSpec,
     mut status: DeploymentLiteStatus,
 ) -> Result<Requeue, Error> {
     let existing = rs_api
@@ -616,7 +686,7 @@ async fn handle_name_collision(
         .spec
         .as_ref()
         .and_then(|s| s.template.as_ref())
-        .is_some_and(|t| templates_match(&dl.spec.template, t));
+        .is_some_and(|t| equal_ignore_hash(template, t));
     if ours && same_template {
         debug!(
             replicaset = rs_name,

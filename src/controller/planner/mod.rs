@@ -25,7 +25,7 @@ use crate::api::{
     MAX_REPLICAS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
     REVISION_HISTORY_ANNOTATION, StrategyType,
 };
-use crate::controller::hash::{pod_template_hash, templates_match};
+use crate::controller::hash::{equal_ignore_hash, pod_template_hash};
 use crate::controller::rollout::bounds::{self, Bounds, BoundsError};
 use crate::controller::rollout::progress::{from_time, get_condition, new_condition};
 use crate::controller::rollout::{self, RsState, cleanup, scaling};
@@ -124,6 +124,13 @@ pub struct SyncInput<'a> {
     pub rses: &'a [ReplicaSet],
     /// Pods controlled by those ReplicaSets (Recreate waits on them).
     pub pods: &'a [Pod],
+    /// The object's pod template as the API server defaults and
+    /// canonicalises it (the reconciler asks with a server-side dry run of
+    /// the ReplicaSet it would create). The object itself is a custom
+    /// resource, so its stored template is not defaulted; this one compares
+    /// with stored ReplicaSets' templates like with like, as a Deployment's
+    /// template does upstream.
+    pub template: &'a PodTemplateSpec,
     pub now: DateTime<Utc>,
 }
 
@@ -185,6 +192,8 @@ impl<'a> Rs<'a> {
 /// The sync in progress: state as decided so far, and what it wrote.
 struct Sync<'a> {
     dl: &'a DeploymentLite,
+    /// See [`SyncInput::template`].
+    template: &'a PodTemplateSpec,
     now: DateTime<Utc>,
     replicas: i32,
     bounds: Bounds,
@@ -236,9 +245,10 @@ pub fn plan(input: SyncInput<'_>) -> Plan {
     };
 
     let all: Vec<Rs<'_>> = input.rses.iter().map(Rs::from_obj).collect();
-    let (new_rs, old_rses) = split_new_and_old(dl, all);
+    let (new_rs, old_rses) = split_new_and_old(input.template, all);
     let mut s = Sync {
         dl,
+        template: input.template,
         now: input.now,
         replicas,
         bounds,
@@ -307,11 +317,14 @@ pub fn resolve_bounds(dl: &DeploymentLite) -> Result<Bounds, BoundsError> {
     }
 }
 
-/// Finds the ReplicaSet of the current template: by hash label first, then
-/// by semantic comparison (a rollback copies a defaulted template into the
-/// spec, whose hash then differs from the label). Oldest wins among several.
+/// Finds the ReplicaSet of the current template, as upstream's
+/// FindNewReplicaSet: the oldest ReplicaSet whose template equals the
+/// defaulted template except for the hash label. The hash label is not
+/// consulted: it is a name, not proof of identity (a rollback brings back a
+/// ReplicaSet whose label came from another collision count, and an adopted
+/// orphan may carry any label).
 fn split_new_and_old<'a>(
-    dl: &DeploymentLite,
+    template: &PodTemplateSpec,
     mut all: Vec<Rs<'a>>,
 ) -> (Option<Rs<'a>>, Vec<Rs<'a>>) {
     all.sort_by(|a, b| {
@@ -320,23 +333,9 @@ fn split_new_and_old<'a>(
             .cmp(&b.state.created)
             .then_with(|| a.state.name.cmp(&b.state.name))
     });
-    let hash = pod_template_hash(
-        &dl.spec.template,
-        dl.status.as_ref().and_then(|s| s.collision_count),
-    );
-    let by_label = all.iter().position(|rs| {
-        rs.obj
-            .and_then(|o| o.labels().get(POD_TEMPLATE_HASH_LABEL))
-            .is_some_and(|h| *h == hash)
-            && rs
-                .template()
-                .is_some_and(|t| templates_match(&dl.spec.template, t))
-    });
-    let idx = by_label.or_else(|| {
-        all.iter().position(|rs| {
-            rs.template()
-                .is_some_and(|t| templates_match(&dl.spec.template, t))
-        })
+    let idx = all.iter().position(|rs| {
+        rs.template()
+            .is_some_and(|t| equal_ignore_hash(template, t))
     });
     match idx {
         Some(i) => {
@@ -357,7 +356,7 @@ impl<'a> Sync<'a> {
     }
 
     fn has_progress_deadline(&self) -> bool {
-        self.dl.spec.progress_deadline_seconds.is_some()
+        has_progress_deadline(self.dl)
     }
 
     fn set_condition(&mut self, c: DeploymentCondition) {
@@ -475,6 +474,14 @@ fn coalesce_rs_writes(actions: Vec<Action>) -> Vec<Action> {
         out.push(action);
     }
     out
+}
+
+/// Whether the object has a progress deadline: as upstream, unset and
+/// the largest int32 (2147483647) both mean none.
+pub fn has_progress_deadline(dl: &DeploymentLite) -> bool {
+    dl.spec
+        .progress_deadline_seconds
+        .is_some_and(|s| s != i32::MAX)
 }
 
 /// The controller owner reference a ReplicaSet gets.

@@ -22,6 +22,7 @@ impl<'a> Sync<'a> {
     pub(super) fn calculate_status(&mut self) {
         let all: Vec<RsState> = self.all_states();
         let spec_total: i32 = all.iter().map(|r| r.spec_replicas).sum();
+        let terminating = terminating_replicas(self.all().filter_map(|r| r.obj));
         let s = &mut self.status;
         s.observed_generation = self.dl.metadata.generation;
         s.replicas = all.iter().map(|r| r.status_replicas).sum();
@@ -33,6 +34,7 @@ impl<'a> Sync<'a> {
         s.ready_replicas = all.iter().map(|r| r.ready_replicas).sum();
         s.available_replicas = all.iter().map(|r| r.available_replicas).sum();
         s.unavailable_replicas = (spec_total - s.available_replicas).max(0);
+        s.terminating_replicas = terminating;
         s.selector = Some(selector_string(&self.dl.spec.selector));
         s.ready = Some(format!("{}/{}", s.ready_replicas, self.replicas));
         let min_available = bounds::min_available(self.replicas, &self.bounds);
@@ -194,7 +196,7 @@ impl<'a> Sync<'a> {
     /// Requeue when the progress deadline would pass, so it is reported on
     /// time without polling (section 10: at that moment, plus one second).
     pub(super) fn requeue_after(&self) -> Option<Duration> {
-        if self.dl.spec.paused {
+        if self.dl.spec.paused || !self.has_progress_deadline() {
             return None;
         }
         let c = get_condition(&self.status.conditions, reason::PROGRESSING)?;
@@ -212,6 +214,24 @@ impl<'a> Sync<'a> {
         )?;
         Some(after + Duration::from_secs(1))
     }
+}
+
+/// The sum of the ReplicaSets' terminating pods, as upstream 1.36 counts
+/// it: a ReplicaSet its controller never synced (observedGeneration 0) and
+/// that reports nothing adds nothing; one that was synced but reports
+/// nothing makes the sum unknown.
+pub(super) fn terminating_replicas<'r>(rses: impl Iterator<Item = &'r ReplicaSet>) -> Option<i32> {
+    let mut sum = 0;
+    for rs in rses {
+        let status = rs.status.as_ref();
+        let observed = status.and_then(|s| s.observed_generation).unwrap_or(0);
+        match status.and_then(|s| s.terminating_replicas) {
+            Some(n) => sum += n,
+            None if observed == 0 => {}
+            None => return None,
+        }
+    }
+    Some(sum)
 }
 
 /// A rollout made progress when more pods are updated, fewer old ones

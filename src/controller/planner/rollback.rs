@@ -26,17 +26,6 @@ impl<'a> Sync<'a> {
             }
         }
         let found = self.all().find(|r| r.state.revision == target).cloned();
-        // Fix: the target is the current template when it is the new
-        // ReplicaSet (found as section 1 says, ignoring defaulted fields).
-        // The exact comparison below alone never matched a real
-        // ReplicaSet's defaulted template against the user's, so a rollback
-        // to the current revision "succeeded" by copying the defaulted
-        // template into the spec instead of being refused as unchanged.
-        let is_current = found.as_ref().is_some_and(|r| {
-            self.new_rs
-                .as_ref()
-                .is_some_and(|n| n.state.name == r.state.name)
-        });
         match found.and_then(|r| r.template().map(|t| (t, r.annotations.clone()))) {
             None => {
                 self.event(
@@ -50,10 +39,10 @@ impl<'a> Sync<'a> {
                 });
             }
             Some((template, rs_annotations)) => {
-                if is_current
-                    || (templates_match(template, &self.dl.spec.template)
-                        && templates_match(&self.dl.spec.template, template))
-                {
+                // As upstream: the stored revision against the defaulted
+                // current template, so a revision is "unchanged" exactly
+                // when it is the new ReplicaSet.
+                if equal_ignore_hash(template, self.template) {
                     self.event(
                         EventType::Warning,
                         reason::ROLLBACK_UNCHANGED,
@@ -142,7 +131,7 @@ impl<'a> Sync<'a> {
                     .map(|t| (r.state.revision, t, r.annotations.clone()))
             });
         match target {
-            Some((revision, template, rs_annotations)) if !templates_match(&self.dl.spec.template, template) => {
+            Some((revision, template, rs_annotations)) if !equal_ignore_hash(self.template, template) => {
                 self.actions.push(rollback_to_revision(template, rs_annotations));
                 self.event(
                     EventType::Warning,

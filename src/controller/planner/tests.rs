@@ -140,7 +140,8 @@ fn rs_json(image: &str, revision: i64, minute: i64, spec: i32, available: i32) -
             "selector": {"matchLabels": {"app": "web", "pod-template-hash": hash}},
             "template": rs_template(image, &hash)
         },
-        "status": {"replicas": spec, "readyReplicas": available, "availableReplicas": available, "observedGeneration": 1}
+        "status": {"replicas": spec, "readyReplicas": available, "availableReplicas": available, "observedGeneration": 1,
+                   "terminatingReplicas": 0}
     })
 }
 
@@ -183,11 +184,44 @@ fn pod(name: &str, image: &str, phase: &str) -> Pod {
     .expect("Pod fixture")
 }
 
+/// `template` with the fields [`rs_template`] shows the API server adding,
+/// where absent: the fixture's stand-in for the dry-run answer the
+/// reconciler passes in, consistent with the stored ReplicaSet fixtures.
+fn server_defaulted(template: &PodTemplateSpec) -> PodTemplateSpec {
+    let mut v = serde_json::to_value(template).expect("template serializes");
+    let spec = &mut v["spec"];
+    for (k, d) in [
+        ("restartPolicy", json!("Always")),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("schedulerName", json!("default-scheduler")),
+        ("securityContext", json!({})),
+    ] {
+        if spec.get(k).is_none() {
+            spec[k] = d;
+        }
+    }
+    for c in spec["containers"].as_array_mut().into_iter().flatten() {
+        for (k, d) in [
+            ("imagePullPolicy", json!("IfNotPresent")),
+            ("terminationMessagePath", json!("/dev/termination-log")),
+            ("terminationMessagePolicy", json!("File")),
+            ("resources", json!({})),
+        ] {
+            if c.get(k).is_none() {
+                c[k] = d;
+            }
+        }
+    }
+    pod_template(v)
+}
+
 fn run(dl: &DeploymentLite, rses: &[ReplicaSet], pods: &[Pod]) -> Plan {
     plan(SyncInput {
         dl,
         rses,
         pods,
+        template: &server_defaulted(&dl.spec.template),
         now: t0(),
     })
 }
@@ -249,6 +283,7 @@ fn stored(
         ready_replicas: ready,
         available_replicas: available,
         unavailable_replicas: (replicas - available).max(0),
+        terminating_replicas: Some(0),
         collision_count: None,
         conditions,
         selector: Some("app=web".into()),
@@ -357,6 +392,7 @@ fn fresh_object_creates_the_first_replica_set_at_full_size() {
             ready_replicas: 0,
             available_replicas: 0,
             unavailable_replicas: 2,
+            terminating_replicas: Some(0),
             collision_count: None,
             conditions: vec![
                 cond(
@@ -493,6 +529,7 @@ fn rolling_update_first_sync_creates_at_surge_and_scales_old_down() {
             available_replicas: 10,
             // sum(spec) as decided (8 + 3) - available 10
             unavailable_replicas: 1,
+            terminating_replicas: Some(0),
             collision_count: None,
             conditions: vec![
                 available_true(long_ago),
@@ -1343,16 +1380,30 @@ fn progress_refreshes_the_deadline_clock() {
 
 #[test]
 fn no_deadline_means_no_progressing_condition() {
-    let mut d = dl(dl_json(2, "nginx:1"));
-    d.spec.progress_deadline_seconds = None;
-    let p = run(&d, &[], &[]);
-    assert_eq!(
-        p.status
-            .conditions
-            .iter()
-            .map(|c| c.type_.as_str())
-            .collect::<Vec<_>>(),
-        vec!["Available"]
+    // Unset, and the largest int32 as upstream's HasProgressDeadline says.
+    for deadline in [None, Some(i32::MAX)] {
+        let mut d = dl(dl_json(2, "nginx:1"));
+        d.spec.progress_deadline_seconds = deadline;
+        let p = run(&d, &[], &[]);
+        assert_eq!(
+            p.status
+                .conditions
+                .iter()
+                .map(|c| c.type_.as_str())
+                .collect::<Vec<_>>(),
+            vec!["Available"],
+            "progressDeadlineSeconds {deadline:?}"
+        );
+        assert_eq!(p.requeue_after, None);
+    }
+    // A stuck rollout with the largest deadline never times out.
+    let (mut d, rses) = stuck(100_000);
+    d.spec.progress_deadline_seconds = Some(i32::MAX);
+    let p = run(&d, &rses, &[]);
+    assert!(
+        p.status.conditions.iter().all(|c| c.type_ != "Progressing"),
+        "{:?}",
+        p.status.conditions
     );
     assert_eq!(p.requeue_after, None);
 }
@@ -1407,6 +1458,7 @@ fn complete_rollout_reports_and_cleans_history() {
             ready_replicas: 3,
             available_replicas: 3,
             unavailable_replicas: 0,
+            terminating_replicas: Some(0),
             collision_count: None,
             conditions: vec![
                 available_true(secs_ago(60)),
@@ -1532,6 +1584,59 @@ fn removing_a_field_from_the_template_is_a_new_revision() {
     assert_eq!(created(&p).len(), 1, "{:?}", p.actions);
 }
 
+#[test]
+fn the_new_replica_set_is_found_by_the_defaulted_template() {
+    // The user wrote cpu "0.5"; the API server stored the ReplicaSet with
+    // "500m" and the dry run of the object's template says the same.
+    let mut stored = completed(scaled_for(rs_json("nginx:1", 1, 0, 3, 3), 3, 4));
+    stored["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "500m"}});
+    let mut v = at_revision(dl_json(3, "nginx:1"), 1);
+    v["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "0.5"}});
+    let d = dl(v);
+    let mut defaulted = server_defaulted(&d.spec.template);
+    defaulted.spec.as_mut().unwrap().containers[0].resources =
+        Some(serde_json::from_value(json!({"requests": {"cpu": "500m"}})).unwrap());
+    let p = plan(SyncInput {
+        dl: &d,
+        rses: &[rs(stored)],
+        pods: &[],
+        template: &defaulted,
+        now: t0(),
+    });
+    assert!(created(&p).is_empty(), "{:?}", p.actions);
+    assert_eq!(p.status.updated_replicas, 3);
+}
+
+#[test]
+fn removing_a_field_the_server_defaults_is_a_new_revision() {
+    // Revision 1 said imagePullPolicy: Always; the user removes it, and the
+    // server would default IfNotPresent: a different template, in either
+    // direction of comparison.
+    let mut old = completed(scaled_for(rs_json("nginx:1", 1, 0, 3, 3), 3, 4));
+    old["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");
+    let p = run(&dl(at_revision(dl_json(3, "nginx:1"), 1)), &[rs(old)], &[]);
+    assert_eq!(created(&p).len(), 1, "{:?}", p.actions);
+}
+
+#[test]
+fn the_hash_label_alone_does_not_make_a_replica_set_new() {
+    // An adopted ReplicaSet that carries the hash the object's template
+    // would get, with another template: not the new ReplicaSet.
+    let mut squatter = scaled_for(rs_json("other:1", 1, 0, 3, 3), 3, 4);
+    squatter["metadata"]["labels"]["pod-template-hash"] = json!(hash_of("nginx:2"));
+    squatter["spec"]["template"]["metadata"]["labels"]["pod-template-hash"] =
+        json!(hash_of("nginx:2"));
+    let p = run(
+        &dl(at_revision(dl_json(3, "nginx:2"), 1)),
+        &[rs(squatter)],
+        &[],
+    );
+    assert_eq!(p.status.updated_replicas, 0);
+    assert_eq!(created(&p).len(), 1, "{:?}", p.actions);
+}
+
 // ---------------------------------------------------------------------------
 // 11. Refusals
 // ---------------------------------------------------------------------------
@@ -1641,6 +1746,9 @@ impl World {
                         "{name} exists"
                     );
                     let mut new = (**new).clone();
+                    // Stored as the API server stores it: defaulted.
+                    let spec = new.spec.as_mut().unwrap();
+                    spec.template = spec.template.as_ref().map(server_defaulted);
                     new.metadata.uid = Some(format!("uid-{name}"));
                     new.metadata.resource_version = Some(self.next_rv());
                     new.metadata.creation_timestamp = Some(to_time(self.now));
@@ -1821,7 +1929,7 @@ proptest! {
         let bound = (replicas as usize + 2) * (MAX_DELAY as usize + 4) + 10;
         let mut done_at = None;
         for step in 0..bound {
-            let p = plan(SyncInput { dl: &w.dl, rses: &w.rses, pods: &[], now: w.now });
+            let p = plan(SyncInput { dl: &w.dl, rses: &w.rses, pods: &[], template: &server_defaulted(&w.dl.spec.template), now: w.now });
             w.apply(&p)?;
             let total = spec_sum(&w);
             if surge_held {
@@ -1847,14 +1955,39 @@ proptest! {
 
         // Once the last new pods are available the status says so.
         for _ in 0..=MAX_DELAY + 2 {
-            let p = plan(SyncInput { dl: &w.dl, rses: &w.rses, pods: &[], now: w.now });
+            let p = plan(SyncInput { dl: &w.dl, rses: &w.rses, pods: &[], template: &server_defaulted(&w.dl.spec.template), now: w.now });
             prop_assert!(p.actions.iter().all(|a| !matches!(a, Action::CreateReplicaSet(_))));
             w.apply(&p)?;
             w.settle();
         }
-        let p = plan(SyncInput { dl: &w.dl, rses: &w.rses, pods: &[], now: w.now });
+        let p = plan(SyncInput { dl: &w.dl, rses: &w.rses, pods: &[], template: &server_defaulted(&w.dl.spec.template), now: w.now });
         let progressing = p.status.conditions.iter().find(|c| c.type_ == "Progressing").and_then(|c| c.reason.clone());
         prop_assert_eq!(progressing.as_deref(), Some("NewReplicaSetAvailable"));
         prop_assert_eq!(p.status.available_replicas, replicas);
     }
+}
+
+// ---------------------------------------------------------------------------
+// 13. terminatingReplicas
+// ---------------------------------------------------------------------------
+
+#[test]
+fn terminating_replicas_sum_as_upstream_counts_them() {
+    let with = |mut v: Value, observed: i64, terminating: Option<i32>| {
+        v["status"]["observedGeneration"] = json!(observed);
+        v["status"]["terminatingReplicas"] = json!(terminating);
+        rs(v)
+    };
+    let d = dl(at_revision(dl_json(3, "nginx:2"), 2));
+    let old = || scaled_for(rs_json("nginx:1", 1, 0, 0, 0), 3, 4);
+    let new = || completed(scaled_for(rs_json("nginx:2", 2, 30, 3, 3), 3, 4));
+    // Both report: the sum.
+    let p = run(&d, &[with(old(), 1, Some(2)), with(new(), 1, Some(1))], &[]);
+    assert_eq!(p.status.terminating_replicas, Some(3));
+    // A ReplicaSet never synced and silent adds nothing.
+    let p = run(&d, &[with(old(), 0, None), with(new(), 1, Some(1))], &[]);
+    assert_eq!(p.status.terminating_replicas, Some(1));
+    // A synced one that does not report makes the sum unknown.
+    let p = run(&d, &[with(old(), 1, None), with(new(), 1, Some(1))], &[]);
+    assert_eq!(p.status.terminating_replicas, None);
 }
