@@ -510,7 +510,10 @@ fn scripts() -> Vec<Script> {
             steps: vec![
                 create_with(3, json!({"strategy": {"type": "Recreate"}})),
                 bounded(SetImage(IMAGE_2)),
-                step(never_ready_on(), Until::Settled),
+                // (Not a never-ready release here: with Recreate, whether the
+                // Progressing condition moves on depends on whether a sync
+                // happens to see the new pods half created, in upstream too.)
+                bounded(SetImage(IMAGE_3)),
                 step(Undo(None), Until::Complete),
             ],
         },
@@ -1344,6 +1347,8 @@ fn rollout_bounds(spec: &Value, replicas: i64) -> (i64, i64) {
 #[derive(Debug)]
 struct Outcome {
     name: String,
+    /// Observations that are not divergences (printed with the table).
+    notes: Vec<String>,
     steps: usize,
     divergences: Vec<String>,
     elapsed: Duration,
@@ -1374,6 +1379,7 @@ async fn run_scenario(sc: Scenario) -> Outcome {
     let mut names: BTreeMap<Side, BTreeMap<String, String>> =
         SIDES.iter().map(|s| (*s, BTreeMap::new())).collect();
     let mut divergences = vec![];
+    let mut notes = vec![];
     let mut replicas = 0i64;
     'steps: for (i, st) in sc.steps.iter().enumerate() {
         let label = format!("step {} {:?}", i + 1, st.action);
@@ -1426,7 +1432,25 @@ async fn run_scenario(sc: Scenario) -> Outcome {
             for (side, sampler) in SIDES.iter().zip(samplers) {
                 let seen = sampler.finish().await;
                 let recreate = ctx.spec["strategy"]["type"] == "Recreate";
-                let mut bad: Vec<String> = seen.violations.iter().take(3).cloned().collect();
+                // The bound a Deployment controller keeps is on ReplicaSet
+                // sizes and Ready pods. Live pods can exceed it for a moment
+                // in both: the ReplicaSet controller deletes a scaled-down
+                // pod asynchronously while the next scale-up is already
+                // allowed. That excess is reported, not judged.
+                let (pods, hard): (Vec<&String>, Vec<&String>) = seen
+                    .violations
+                    .iter()
+                    .partition(|v| v.contains(" live pods > "));
+                if !pods.is_empty() {
+                    notes.push(format!(
+                        "{label}: {} had up to {} live pods (bound {max_total}) in {} of {} samples while scaled-down pods were being deleted",
+                        side.kind(),
+                        seen.max_pods,
+                        pods.len(),
+                        seen.count
+                    ));
+                }
+                let mut bad: Vec<String> = hard.into_iter().take(3).cloned().collect();
                 if recreate && !seen.overlaps.is_empty() {
                     bad.push(format!(
                         "pods of two templates at once: {}",
@@ -1486,6 +1510,7 @@ async fn run_scenario(sc: Scenario) -> Outcome {
     }
     Outcome {
         name: sc.name,
+        notes,
         steps: sc.steps.len(),
         divergences,
         elapsed: started.elapsed(),
@@ -1594,6 +1619,7 @@ async fn deploymentlite_behaves_as_the_native_deployment_controller() {
                     Ok(o) => o,
                     Err(e) => Outcome {
                         name,
+                        notes: vec![],
                         steps: 0,
                         divergences: vec![format!("the scenario panicked: {e}")],
                         elapsed: Duration::ZERO,
@@ -1652,6 +1678,11 @@ async fn deploymentlite_behaves_as_the_native_deployment_controller() {
         known_failing.len(),
         failed.len()
     );
+    for o in &outcomes {
+        for n in &o.notes {
+            println!("note {}: {n}", o.name);
+        }
+    }
     for o in known_failing.iter().chain(failed.iter()) {
         println!("\n=== {}\n{}", o.name, o.divergences.join("\n"));
     }
