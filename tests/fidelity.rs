@@ -71,7 +71,7 @@ async fn stays_settled(
 /// the object's.
 #[tokio::test]
 async fn templates_the_server_rewrites_make_exactly_one_replica_set() {
-    let (ns, _ctrl, api) = setup("t-defaults").await;
+    let (ns, ctrl, api) = setup("t-defaults").await;
     let cases = [
         with_container(
             "quantities",
@@ -103,6 +103,14 @@ async fn templates_the_server_rewrites_make_exactly_one_replica_set() {
     for dl in &cases {
         stays_settled(&ns, &api, &dl.name_any(), 1, Duration::from_secs(3)).await;
     }
+    // One dry run per template, however many syncs the rollouts took.
+    let log = std::fs::read_to_string(&ctrl.log).unwrap();
+    let dry_runs = log
+        .matches("pod template defaulted by the API server (dry run)")
+        .count();
+    let syncs = log.matches("reconciled").count();
+    assert_eq!(dry_runs, cases.len(), "{syncs} syncs logged");
+    assert!(syncs > cases.len(), "{syncs} syncs logged");
     ns.cleanup().await;
 }
 
@@ -347,4 +355,120 @@ async fn a_refused_replica_set_is_reported_as_upstream_does() {
         "no progress deadline, no Progressing condition: {conditions:?}"
     );
     ns.cleanup().await;
+}
+
+/// autoRollback: revisions 1 and 2 complete, revision 3 never becomes
+/// Ready. Revision 3 is rolled back exactly once, to revision 2 (the newest
+/// that completed other than the failed one), and nothing moves afterwards:
+/// the restored revision, which starts without pods and under the failure's
+/// Progressing=False condition, is not rolled back in turn. Both strategies.
+#[tokio::test]
+async fn auto_rollback_restores_the_last_good_revision_once() {
+    let (ns, _ctrl, api) = setup("t-autorollback").await;
+    let names = ["auto-rolling", "auto-recreate"];
+    for name in names {
+        let mut extra = json!({"autoRollback": true, "progressDeadlineSeconds": 5});
+        if name == "auto-recreate" {
+            extra["strategy"] = json!({"type": "Recreate"});
+        }
+        api.create(&PostParams::default(), &manifest(name, 2, "app:v1", extra))
+            .await
+            .unwrap();
+    }
+    for name in names {
+        wait_complete(&api, name, ROLLOUT).await;
+        support::dl::set_image(&api, name, "app:v2").await;
+    }
+    for name in names {
+        wait_complete(&api, name, ROLLOUT).await;
+        let broken = json!({"spec": {"template": {
+            "metadata": {"labels": {"app": name, "testenv.dlite.dev/never-ready": "true"}},
+            "spec": {"containers": [{"name": "app", "image": "app:v3-broken"}]}}}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&broken))
+            .await
+            .unwrap();
+    }
+    let events_of = |name: &'static str| {
+        let ns = &ns;
+        async move {
+            let list = ns
+                .api::<k8s_openapi::api::core::v1::Event>()
+                .list(&Default::default())
+                .await
+                .unwrap();
+            list.items
+                .into_iter()
+                .filter(|e| {
+                    e.involved_object.name.as_deref() == Some(name)
+                        && e.reason.as_deref() == Some("DeploymentAutoRollback")
+                })
+                .map(|e| (e.message.unwrap_or_default(), e.count.unwrap_or(1)))
+                .collect::<Vec<_>>()
+        }
+    };
+    for name in names {
+        wait_for(
+            &format!("{name} rolled back automatically"),
+            ROLLOUT,
+            || async {
+                let e = events_of(name).await;
+                if e.iter().any(|(m, _)| m.contains("rolled back to revision")) {
+                    Ok(())
+                } else {
+                    Err(format!("{e:?}"))
+                }
+            },
+        )
+        .await;
+        let done = wait_complete(&api, name, ROLLOUT).await;
+        let image = done.spec.template.spec.as_ref().unwrap().containers[0]
+            .image
+            .clone();
+        assert_eq!(image.as_deref(), Some("app:v2"), "{name}");
+    }
+    // Three progress deadlines later, nothing has moved: same revision,
+    // same template, one rollback.
+    let settled: Vec<_> = revisions_and_images(&api, &names).await;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        let now = revisions_and_images(&api, &names).await;
+        assert_eq!(now, settled, "after {:?}", start.elapsed());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for name in names {
+        let e = events_of(name).await;
+        assert_eq!(e.len(), 1, "{name}: {e:?}");
+        assert_eq!(e[0].1, 1, "{name}: {e:?}");
+        assert!(
+            e[0].0.contains(
+                "Revision 3 exceeded its progress deadline of 5s; rolled back to revision 2"
+            ),
+            "{name}: {e:?}"
+        );
+        let rses = replica_sets(&ns, name).await;
+        assert_eq!(
+            rses.len(),
+            3,
+            "{name}: the failed revision stays in history"
+        );
+    }
+    ns.cleanup().await;
+}
+
+/// (revision annotation, image) of each object.
+async fn revisions_and_images(
+    api: &Api<DeploymentLite>,
+    names: &[&str],
+) -> Vec<(Option<String>, Option<String>)> {
+    let mut out = vec![];
+    for name in names {
+        let d = api.get(name).await.unwrap();
+        out.push((
+            d.annotations().get("dlite.dev/revision").cloned(),
+            d.spec.template.spec.as_ref().unwrap().containers[0]
+                .image
+                .clone(),
+        ));
+    }
+    out
 }

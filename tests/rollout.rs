@@ -223,7 +223,9 @@ async fn the_rollout_lifecycle_through_kubectl_dlite() {
         "reason=DeploymentRollback",
     ]);
     assert!(
-        events.contains("Rolled back DeploymentLite serve-deployment to revision 2"),
+        // Upstream's words (kube-controller-manager v1.36.3 says exactly
+        // this for a Deployment).
+        events.contains("Rolled back deployment \"serve-deployment\" to revision 2"),
         "{events}"
     );
 

@@ -79,6 +79,8 @@ impl ServerDefaults {
                     .map(|t| without_hash_label(&t))
                     .unwrap_or_default();
                 let template = Arc::new(template);
+                // Once per namespace and template: tests count these lines.
+                tracing::debug!(namespace = %ns, "pod template defaulted by the API server (dry run)");
                 let mut cache = self.cache.lock().expect("cache lock");
                 if cache.len() >= MAX_ENTRIES {
                     cache.clear();

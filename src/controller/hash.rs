@@ -196,4 +196,54 @@ mod tests {
         let b = template(json!({"spec": {"containers": [{"name": "c", "image": "i"}]}}));
         assert!(equal_ignore_hash(&a, &b));
     }
+    /// Pinned values: a change of the canonical form, the hash function,
+    /// the collision-count folding or the alphabet renames every
+    /// ReplicaSet a controller upgrade would then create, so it must show
+    /// up here, on purpose.
+    #[test]
+    fn golden_hashes_are_pinned() {
+        let t1 = template(json!({"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}));
+        let t2 = template(json!({
+            "metadata": {"labels": {"app": "api", "tier": "backend"}, "annotations": {"team": "payments"}},
+            "spec": {"containers": [{"name": "api", "image": "registry.example/api:2.1",
+                                     "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                                     "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
+                                     "env": [{"name": "MODE", "value": "prod"}]}],
+                     "terminationGracePeriodSeconds": 30}}));
+        assert_eq!(
+            canonical_template(&t1).to_string(),
+            r#"{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"image":"nginx:1.27","name":"app"}]}}"#
+        );
+        let want = [
+            (&t1, None, "66764b56c4"),
+            (&t1, Some(0), "7bfcb597d6"),
+            (&t1, Some(1), "fbf75495f"),
+            (&t1, Some(7), "59f6c4957"),
+            (&t1, Some(i32::MAX), "7b6b9bffc4"),
+            (&t2, None, "6f84d78cbd"),
+            (&t2, Some(0), "6459cc6556"),
+            (&t2, Some(1), "79d6878989"),
+            (&t2, Some(7), "fc94c699"),
+            (&t2, Some(i32::MAX), "bc9c85dd"),
+        ];
+        for (t, collisions, hash) in want {
+            assert_eq!(
+                pod_template_hash(t, collisions),
+                hash,
+                "collisionCount {collisions:?}"
+            );
+        }
+        // The hash label never takes part.
+        let mut labelled = t1.clone();
+        labelled
+            .metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(POD_TEMPLATE_HASH_LABEL.into(), "x".into());
+        assert_eq!(pod_template_hash(&labelled, None), "66764b56c4");
+    }
 }

@@ -617,11 +617,18 @@ async fn execute(
                 next.spec.rollback_to = None;
                 if let Some(t) = template {
                     next.spec.template = *t;
+                    // The bookkeeping annotations as they are now (this
+                    // sync may just have written the revision), the rest
+                    // from the revision rolled back to.
+                    let mut all: BTreeMap<String, String> = current
+                        .annotations()
+                        .iter()
+                        .filter(|(k, _)| planner::skip_copy_annotation(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    all.extend(annotations);
+                    next.metadata.annotations = Some(all);
                 }
-                next.metadata
-                    .annotations
-                    .get_or_insert_with(Default::default)
-                    .extend(annotations);
                 next.status = None;
                 current = dl_api
                     .replace(&name, &PostParams::default(), &next)

@@ -21,9 +21,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use kube::{Resource, ResourceExt};
 
 use crate::api::{
-    CHANGE_CAUSE_ANNOTATION, DESIRED_REPLICAS_ANNOTATION, DeploymentLite, DeploymentLiteStatus,
-    MAX_REPLICAS_ANNOTATION, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
-    REVISION_HISTORY_ANNOTATION, StrategyType,
+    DESIRED_REPLICAS_ANNOTATION, DeploymentLite, DeploymentLiteStatus, MAX_REPLICAS_ANNOTATION,
+    POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION, StrategyType,
 };
 use crate::controller::hash::{equal_ignore_hash, pod_template_hash};
 use crate::controller::rollout::bounds::{self, Bounds, BoundsError};
@@ -62,6 +61,37 @@ fn to_rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// kubectl's client-side apply record: never copied between the object and
+/// its ReplicaSets.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Annotations that stay where they are: the controller's own bookkeeping
+/// and kubectl's apply record (upstream's annotationsToSkip, with
+/// DeploymentLite's prefix). Every other annotation of the object is
+/// copied to its new ReplicaSet, and restored from a revision on rollback.
+pub fn skip_copy_annotation(key: &str) -> bool {
+    matches!(
+        key,
+        LAST_APPLIED_ANNOTATION
+            | REVISION_ANNOTATION
+            | REVISION_HISTORY_ANNOTATION
+            | DESIRED_REPLICAS_ANNOTATION
+            | MAX_REPLICAS_ANNOTATION
+            | COMPLETED_ANNOTATION
+    )
+}
+
+/// Copies the object's annotations onto a ReplicaSet's (adding and
+/// overwriting, never removing), as upstream's
+/// copyDeploymentAnnotationsToReplicaSet.
+fn copy_object_annotations(dl: &DeploymentLite, to: &mut BTreeMap<String, String>) {
+    for (k, v) in dl.annotations() {
+        if !skip_copy_annotation(k) {
+            to.insert(k.clone(), v.clone());
+        }
+    }
+}
+
 /// Longest `revision-history` annotation kept; oldest entries go first.
 const MAX_REVISION_HISTORY_LEN: usize = 2000;
 
@@ -94,8 +124,10 @@ pub enum Action {
     AnnotateDeployment {
         annotations: BTreeMap<String, String>,
     },
-    /// Finish a rollback request: optionally replace the template, and clear
-    /// `spec.rollbackTo`.
+    /// Finish a rollback request: clear `spec.rollbackTo`; with a template,
+    /// also replace the template, and every annotation of the object that
+    /// [`skip_copy_annotation`] does not keep by `annotations` (upstream's
+    /// SetDeploymentAnnotationsTo).
     Rollback {
         template: Option<Box<PodTemplateSpec>>,
         annotations: BTreeMap<String, String>,
@@ -397,7 +429,6 @@ impl<'a> Sync<'a> {
     /// the decision in the planned state.
     fn scale_rs(&mut self, which: RsRef, to: i32) {
         let ann = self.replicas_annotations();
-        let min_ready = self.dl.spec.min_ready_seconds;
         let rs = match which {
             RsRef::New => self.new_rs.as_mut().expect("new RS exists"),
             RsRef::Old(i) => &mut self.old_rses[i],
@@ -407,7 +438,11 @@ impl<'a> Sync<'a> {
             annotations.insert(k, v);
         }
         let from = rs.state.spec_replicas;
-        if from == to && annotations == rs.annotations && rs.min_ready_seconds == min_ready {
+        // As upstream's scaleReplicaSet: size and the replicas annotations
+        // only. minReadySeconds follows the object on the new ReplicaSet
+        // alone (sync_revision_and_new_rs); an old one keeps its own.
+        let min_ready = rs.min_ready_seconds;
+        if from == to && annotations == rs.annotations {
             return;
         }
         self.actions.push(Action::UpdateReplicaSet {
@@ -422,7 +457,6 @@ impl<'a> Sync<'a> {
         rs.state.desired_replicas = Some(self.replicas);
         rs.state.max_replicas = Some(self.replicas + self.bounds.max_surge);
         rs.annotations = annotations;
-        rs.min_ready_seconds = min_ready;
     }
 
     fn scale_by_name(&mut self, name: &str, to: i32) {
@@ -498,9 +532,11 @@ pub fn controller_ref(dl: &DeploymentLite) -> OwnerReference {
 /// The selector in the string form of the scale subresource
 /// (`app=web,tier in (a,b)`), as labels.Selector.String() prints it.
 pub fn selector_string(sel: &LabelSelector) -> String {
-    let mut parts: Vec<String> = Vec::new();
+    // (key, requirement) in the order upstream builds them; requirements
+    // are then ordered by key alone (labels.ByKey), not by their text.
+    let mut parts: Vec<(&str, String)> = Vec::new();
     for (k, v) in sel.match_labels.iter().flatten() {
-        parts.push(format!("{k}={v}"));
+        parts.push((k, format!("{k}={v}")));
     }
     for e in sel.match_expressions.iter().flatten() {
         let mut values = e.values.clone().unwrap_or_default();
@@ -512,10 +548,14 @@ pub fn selector_string(sel: &LabelSelector) -> String {
             "DoesNotExist" => format!("!{}", e.key),
             other => format!("{} {other}", e.key),
         };
-        parts.push(part);
+        parts.push((&e.key, part));
     }
-    parts.sort();
-    parts.join(",")
+    parts.sort_by(|a, b| a.0.cmp(b.0));
+    parts
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 mod progress;

@@ -7,8 +7,12 @@ use super::*;
 impl<'a> Sync<'a> {
     /// Section 5: a rollback request. The request is cleared in every case.
     pub(super) fn rollback(&mut self, revision: i64) {
-        let kind = "DeploymentLite";
         let name = self.dl.name_any();
+        // As upstream (getAllReplicaSetsAndSyncRevision with create): the
+        // current template gets its ReplicaSet and revision first, so a new
+        // template sent together with rollbackTo becomes a revision of its
+        // own, and "the previous revision" is counted from it.
+        self.sync_revision_and_new_rs(true);
         let mut target = revision;
         if target == 0 {
             target = last_revision(self.all().map(|r| r.state.revision));
@@ -55,11 +59,12 @@ impl<'a> Sync<'a> {
                     return;
                 }
                 self.actions
-                    .push(rollback_to_revision(template, rs_annotations));
+                    .push(rollback_to_revision(template, &rs_annotations));
+                // Upstream's words, "deployment" included.
                 self.event(
                     EventType::Normal,
                     reason::ROLLBACK_DONE,
-                    format!("Rolled back {kind} {name} to revision {target}"),
+                    format!("Rolled back deployment \"{name}\" to revision {target}"),
                 );
             }
         }
@@ -103,9 +108,22 @@ impl<'a> Sync<'a> {
 
     /// Beyond apps/v1 (opt-in `spec.autoRollback`): a rollout that exceeded
     /// its progress deadline is rolled back to the newest revision whose
-    /// rollout once completed. The failed revision stays in history.
+    /// rollout once completed, other than the failed one. The failed
+    /// revision stays in history.
+    ///
+    /// Only a revision that never completed is rolled back. That makes it
+    /// happen once per failure and never oscillate: the revision restored
+    /// has completed before (that is why it was chosen), so while it scales
+    /// back up under the Progressing=False condition the failure left
+    /// behind, with no pods yet and whatever the strategy, it is not rolled
+    /// back in turn. A revision that once completed and later stalls (say,
+    /// on a scale-up) is reported, not replaced.
     pub(super) fn auto_rollback(&mut self) {
         if !self.dl.spec.auto_rollback {
+            return;
+        }
+        let Some(failed) = &self.new_rs else { return };
+        if failed.annotations.contains_key(COMPLETED_ANNOTATION) {
             return;
         }
         let Some(c) = get_condition(&self.status.conditions, reason::PROGRESSING) else {
@@ -132,7 +150,8 @@ impl<'a> Sync<'a> {
             });
         match target {
             Some((revision, template, rs_annotations)) if !equal_ignore_hash(self.template, template) => {
-                self.actions.push(rollback_to_revision(template, rs_annotations));
+                self.actions
+                    .push(rollback_to_revision(template, &rs_annotations));
                 self.event(
                     EventType::Warning,
                     reason::AUTO_ROLLBACK,
@@ -155,19 +174,20 @@ impl<'a> Sync<'a> {
 }
 
 /// The rollback that puts a revision's template (without its hash label)
-/// back into the spec. The change cause travels with the revision, as
-/// kubectl's rollback copies the ReplicaSet's annotations back.
+/// back into the spec, and with it the revision's annotations: the object
+/// keeps only its bookkeeping annotations (those [`skip_copy_annotation`]
+/// names, as they are when the rollback is written) and takes every other
+/// one from the ReplicaSet (upstream's SetDeploymentAnnotationsTo), so the
+/// change cause and the like travel with the revision.
 pub(super) fn rollback_to_revision(
     template: &PodTemplateSpec,
-    rs_annotations: BTreeMap<String, String>,
+    rs_annotations: &BTreeMap<String, String>,
 ) -> Action {
-    let mut t = template.clone();
-    if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
-        labels.remove(POD_TEMPLATE_HASH_LABEL);
-    }
+    let t = crate::controller::hash::without_hash_label(template);
     let annotations = rs_annotations
-        .into_iter()
-        .filter(|(k, _)| k == CHANGE_CAUSE_ANNOTATION)
+        .iter()
+        .filter(|(k, _)| !skip_copy_annotation(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Action::Rollback {
         template: Some(Box::new(t)),

@@ -11,9 +11,9 @@ impl<'a> Sync<'a> {
     /// is created at its computed size.
     pub(super) fn sync_revision_and_new_rs(&mut self, create: bool) {
         let new_revision = self.max_old_revision() + 1;
-        let change_cause = self.dl.annotations().get(CHANGE_CAUSE_ANNOTATION).cloned();
         if let Some(new_rs) = &self.new_rs {
             let mut annotations = new_rs.annotations.clone();
+            copy_object_annotations(self.dl, &mut annotations);
             let old_revision = new_rs.state.revision;
             let mut revision = old_revision;
             if old_revision < new_revision {
@@ -26,9 +26,6 @@ impl<'a> Sync<'a> {
                     };
                     annotations.insert(REVISION_HISTORY_ANNOTATION.into(), trim_history(&history));
                 }
-            }
-            if let Some(cause) = &change_cause {
-                annotations.insert(CHANGE_CAUSE_ANNOTATION.into(), cause.clone());
             }
             // desired/max annotations are only written together with a size
             // decision (scale_rs), except on a fresh revision bump.
@@ -75,7 +72,7 @@ impl<'a> Sync<'a> {
         if !create {
             return;
         }
-        self.create_new_rs(new_revision, change_cause);
+        self.create_new_rs(new_revision);
     }
 
     /// Mirrors the current revision on the object, as upstream does.
@@ -91,11 +88,11 @@ impl<'a> Sync<'a> {
         }
     }
 
-    pub(super) fn create_new_rs(&mut self, revision: i64, change_cause: Option<String>) {
+    pub(super) fn create_new_rs(&mut self, revision: i64) {
         let dl = self.dl;
         let collision_count = self.status.collision_count;
         let hash = pod_template_hash(&dl.spec.template, collision_count);
-        let name = format!("{}-{}", dl.name_any(), hash);
+        let name = replica_set_name(&dl.name_any(), &hash);
 
         let mut template = dl.spec.template.clone();
         let meta = template.metadata.get_or_insert_with(Default::default);
@@ -126,12 +123,10 @@ impl<'a> Sync<'a> {
                 )
             }
         };
-        let mut annotations: BTreeMap<String, String> =
-            self.replicas_annotations().into_iter().collect();
+        let mut annotations = BTreeMap::new();
+        copy_object_annotations(dl, &mut annotations);
+        annotations.extend(self.replicas_annotations());
         annotations.insert(REVISION_ANNOTATION.into(), revision.to_string());
-        if let Some(cause) = &change_cause {
-            annotations.insert(CHANGE_CAUSE_ANNOTATION.into(), cause.clone());
-        }
         let rs = ReplicaSet {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -252,6 +247,22 @@ impl<'a> Sync<'a> {
             }
         }
     }
+}
+
+/// The new ReplicaSet's name: the object's name, cut so that with the
+/// separator and the hash it fits the 253 characters of a DNS subdomain, as
+/// upstream cuts it.
+pub(super) fn replica_set_name(object: &str, hash: &str) -> String {
+    const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
+    let max = DNS1123_SUBDOMAIN_MAX_LENGTH.saturating_sub(1 + hash.len());
+    // Object names are ASCII (DNS subdomains), so a byte cut is a
+    // character cut.
+    let object = if object.len() > max && max > 0 {
+        &object[..max]
+    } else {
+        object
+    };
+    format!("{object}-{hash}")
 }
 
 pub(super) fn trim_history(history: &str) -> String {

@@ -450,7 +450,7 @@ fn selector_string_and_expressions() {
     let p = run(&dl(v), &[], &[]);
     assert_eq!(
         p.status.selector.as_deref(),
-        Some("!canary,app=web,env in (dev,prod),tier=fe")
+        Some("app=web,!canary,env in (dev,prod),tier=fe")
     );
 }
 
@@ -998,7 +998,7 @@ fn rollback_to_previous_revision() {
             Action::Event {
                 type_: EventType::Normal,
                 reason: "DeploymentRollback",
-                message: "Rolled back DeploymentLite web to revision 2".into(),
+                message: "Rolled back deployment \"web\" to revision 2".into(),
             },
         ]
     );
@@ -1024,7 +1024,7 @@ fn rollback_to_an_explicit_revision_carries_its_change_cause() {
             Action::Event {
                 type_: EventType::Normal,
                 reason: "DeploymentRollback",
-                message: "Rolled back DeploymentLite web to revision 1".into(),
+                message: "Rolled back deployment \"web\" to revision 1".into(),
             },
         ]
     );
@@ -1053,6 +1053,9 @@ fn rollback_to_a_missing_revision_is_refused_and_cleared() {
     assert_eq!(
         p.actions,
         vec![
+            // The revision is synced first (the object said 3, its only
+            // ReplicaSet says 1), as upstream's rollback does.
+            annotate_revision(1),
             Action::Event {
                 type_: EventType::Warning,
                 reason: "DeploymentRollbackRevisionNotFound",
@@ -1175,8 +1178,11 @@ fn after_a_rollback_the_old_replica_set_is_reactivated_under_a_new_revision() {
     let mut d2 = d.clone();
     d2.spec.rollback_to = Some(RollbackConfig { revision: 0 });
     let p = run(&d2, &rses, &[]);
+    // The object's revision annotation is brought to 4 first, as
+    // upstream's rollback syncs the revision before rolling back.
+    assert_eq!(p.actions[0], annotate_revision(4));
     assert_eq!(
-        p.actions[0],
+        p.actions[1],
         Action::Rollback {
             template: Some(Box::new(rolled_back_template("nginx:3"))),
             annotations: BTreeMap::new()
@@ -1990,4 +1996,311 @@ fn terminating_replicas_sum_as_upstream_counts_them() {
     // A synced one that does not report makes the sum unknown.
     let p = run(&d, &[with(old(), 1, None), with(new(), 1, Some(1))], &[]);
     assert_eq!(p.status.terminating_replicas, None);
+}
+
+// ---------------------------------------------------------------------------
+// 14. Upstream details: annotations, names, minReadySeconds, rollbackTo
+// ---------------------------------------------------------------------------
+
+#[test]
+fn the_objects_annotations_are_copied_to_the_new_replica_set_except_bookkeeping() {
+    let mut v = dl_json(3, "nginx:1");
+    v["metadata"]["annotations"] = json!({
+        "team": "payments",
+        "kubernetes.io/change-cause": "first",
+        "kubectl.kubernetes.io/last-applied-configuration": "{}",
+        "dlite.dev/revision": "7"
+    });
+    let p = run(&dl(v.clone()), &[], &[]);
+    let new = created(&p)[0];
+    let a = new.metadata.annotations.clone().unwrap();
+    assert_eq!(a.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(
+        a.get("kubernetes.io/change-cause").map(String::as_str),
+        Some("first")
+    );
+    assert!(!a.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+    assert_eq!(a.get("dlite.dev/revision").map(String::as_str), Some("1"));
+
+    // An existing new ReplicaSet gets added and changed annotations.
+    let existing = completed(scaled_for(rs_json("nginx:1", 1, 0, 3, 3), 3, 4));
+    v["metadata"]["annotations"]["dlite.dev/revision"] = json!("1");
+    let p = run(&dl(v), &[rs(existing)], &[]);
+    let Some(Action::UpdateReplicaSet { annotations, .. }) = p.actions.first() else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!(
+        annotations.get("team").map(String::as_str),
+        Some("payments")
+    );
+    assert!(!annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+}
+
+#[test]
+fn a_rollback_restores_the_revisions_annotations() {
+    let mut rses = history_123();
+    rses[0]
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("team".into(), "old-team".into());
+    let mut d = rollback_to("nginx:3", 1);
+    d.metadata.annotations = Some(annotations(&[
+        ("team", "new-team"),
+        ("dlite.dev/revision", "3"),
+    ]));
+    let p = run(&d, &rses, &[]);
+    let Some(Action::Rollback { annotations, .. }) = p
+        .actions
+        .iter()
+        .find(|a| matches!(a, Action::Rollback { .. }))
+    else {
+        panic!("{:?}", p.actions)
+    };
+    // Everything but the bookkeeping comes from the revision.
+    assert_eq!(
+        annotations.get("team").map(String::as_str),
+        Some("old-team")
+    );
+    assert!(
+        annotations.keys().all(|k| !k.starts_with("dlite.dev/")),
+        "{annotations:?}"
+    );
+}
+
+#[test]
+fn replica_set_names_fit_253_characters() {
+    let long = "a".repeat(253);
+    let d = dl(json!({
+        "apiVersion": "apps.dlite.dev/v1", "kind": "DeploymentLite",
+        "metadata": {"name": long, "namespace": "default", "uid": "dl-uid", "generation": 1},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": template("nginx:1")}
+    }));
+    let p = run(&d, &[], &[]);
+    let name = created(&p)[0].metadata.name.clone().unwrap();
+    let hash = hash_of("nginx:1");
+    assert_eq!(name.len(), 253, "{name}");
+    assert!(name.ends_with(&format!("-{hash}")), "{name}");
+    assert_eq!(super::sync::replica_set_name("web", "abc"), "web-abc");
+}
+
+#[test]
+fn an_old_replica_sets_min_ready_seconds_is_not_rewritten() {
+    // The old ReplicaSet ran with minReadySeconds 5; the object now says 0.
+    // Scaling it down leaves its own value, as upstream's scaleReplicaSet.
+    let mut old = scaled_for(rs_json("nginx:1", 1, 0, 3, 3), 3, 4);
+    old["spec"]["minReadySeconds"] = json!(5);
+    let d = dl(at_revision(
+        rolling(dl_json(3, "nginx:2"), json!(0), json!(1)),
+        1,
+    ));
+    let p = run(&d, &[rs(old)], &[]);
+    let scaled_old = p
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::UpdateReplicaSet {
+                name,
+                min_ready_seconds,
+                ..
+            } if *name == rs_name("nginx:1") => Some(*min_ready_seconds),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the old ReplicaSet is scaled down: {:?}", p.actions));
+    assert_eq!(scaled_old, 5);
+}
+
+#[test]
+fn a_new_template_with_rollback_to_previous_becomes_a_revision_first() {
+    // As upstream: the new template (nginx:4) gets its ReplicaSet as
+    // revision 4, then "previous" is revision 3 (nginx:3).
+    let p = run(&rollback_to("nginx:4", 0), &history_123(), &[]);
+    let new = created(&p);
+    assert_eq!(new.len(), 1, "{:?}", p.actions);
+    assert_eq!(
+        new[0].metadata.annotations.as_ref().unwrap()["dlite.dev/revision"],
+        "4"
+    );
+    assert!(
+        p.actions.contains(&Action::Rollback {
+            template: Some(Box::new(rolled_back_template("nginx:3"))),
+            annotations: BTreeMap::new(),
+        }),
+        "{:?}",
+        p.actions
+    );
+    assert!(p.actions.contains(&Action::Event {
+        type_: EventType::Normal,
+        reason: "DeploymentRollback",
+        message: "Rolled back deployment \"web\" to revision 3".into(),
+    }));
+}
+
+// ---------------------------------------------------------------------------
+// 15. autoRollback
+// ---------------------------------------------------------------------------
+
+/// Revisions 1 and 2 completed; revision 3 (nginx:3) never became ready.
+/// `rev3_spec` pods of revision 3 exist, `rev2_spec` of revision 2 remain.
+fn failed_third(rev2_spec: i32, rev3_spec: i32) -> Vec<ReplicaSet> {
+    vec![
+        rs(completed(scaled_for(rs_json("nginx:1", 1, 0, 0, 0), 3, 4))),
+        rs(completed(scaled_for(
+            rs_json("nginx:2", 2, 10, rev2_spec, rev2_spec),
+            3,
+            4,
+        ))),
+        rs(scaled_for(rs_json("nginx:3", 3, 20, rev3_spec, 0), 3, 4)),
+    ]
+}
+
+fn auto_rollback_dl(
+    image: &str,
+    recreate_strategy: bool,
+    progressing: DeploymentCondition,
+) -> DeploymentLite {
+    // The status of failed_third as the last sync recorded it.
+    let counts = if recreate_strategy {
+        (3, 3, 0, 0)
+    } else {
+        (4, 1, 3, 3)
+    };
+    let mut v = with_generation(dl_json(3, image), 3);
+    v["spec"]["autoRollback"] = json!(true);
+    v["spec"]["progressDeadlineSeconds"] = json!(10);
+    if recreate_strategy {
+        v = recreate(v);
+    }
+    let mut d = dl(at_revision(v, 3));
+    d.status = Some(stored(
+        3,
+        counts,
+        3,
+        vec![available_true(secs_ago(600)), progressing],
+    ));
+    d
+}
+
+fn rollbacks(p: &Plan) -> Vec<&Action> {
+    p.actions
+        .iter()
+        .filter(|a| matches!(a, Action::Rollback { .. }))
+        .collect()
+}
+
+#[test]
+fn auto_rollback_goes_to_the_newest_completed_revision_once() {
+    for recreate_strategy in [false, true] {
+        let stale = cond(
+            "Progressing",
+            "True",
+            "ReplicaSetUpdated",
+            "progressing",
+            secs_ago(20),
+            secs_ago(20),
+        );
+        let (rev2, rev3) = if recreate_strategy { (0, 3) } else { (3, 1) };
+        let d = auto_rollback_dl("nginx:3", recreate_strategy, stale);
+        let p = run(&d, &failed_third(rev2, rev3), &[]);
+        assert_eq!(
+            sr(&p.status, "Progressing"),
+            ("False".into(), "ProgressDeadlineExceeded".into())
+        );
+        assert_eq!(
+            rollbacks(&p),
+            vec![&Action::Rollback {
+                template: Some(Box::new(rolled_back_template("nginx:2"))),
+                annotations: BTreeMap::new(),
+            }],
+            "recreate {recreate_strategy}: {:?}",
+            p.actions
+        );
+        assert!(
+            p.actions.iter().any(
+                |a| matches!(a, Action::Event { reason: "DeploymentAutoRollback", message, .. }
+            if message.contains("Revision 3") && message.contains("revision 2"))
+            ),
+            "{:?}",
+            p.actions
+        );
+    }
+}
+
+#[test]
+fn the_restored_revision_is_never_rolled_back_in_turn() {
+    // The sync after the rollback: the template is revision 2's again, its
+    // ReplicaSet has no pods yet, and the Progressing=False condition of
+    // the failure is still there. Revision 1 also completed once; going
+    // there would be the oscillation. Several syncs, both strategies.
+    for recreate_strategy in [false, true] {
+        let failed = cond(
+            "Progressing",
+            "False",
+            "ProgressDeadlineExceeded",
+            "ReplicaSet \"web-x\" has timed out progressing.",
+            secs_ago(5),
+            secs_ago(5),
+        );
+        let mut d = auto_rollback_dl("nginx:2", recreate_strategy, failed);
+        d.spec.template = rolled_back_template("nginx:2");
+        let rses = failed_third(0, 1);
+        for step in 0..3 {
+            let p = run(&d, &rses, &[]);
+            assert!(
+                rollbacks(&p).is_empty(),
+                "recreate {recreate_strategy}, sync {step}: {:?}",
+                p.actions
+            );
+            assert!(
+                !p.actions.iter().any(|a| matches!(
+                    a,
+                    Action::Event {
+                        reason: "DeploymentAutoRollback",
+                        ..
+                    }
+                )),
+                "{:?}",
+                p.actions
+            );
+            d.status = Some(p.status);
+        }
+    }
+}
+
+#[test]
+fn without_a_completed_revision_the_failure_is_reported_once() {
+    let stale = cond(
+        "Progressing",
+        "True",
+        "ReplicaSetUpdated",
+        "progressing",
+        secs_ago(20),
+        secs_ago(20),
+    );
+    let d = auto_rollback_dl("nginx:3", false, stale);
+    let rses = vec![
+        rs(scaled_for(rs_json("nginx:2", 2, 10, 3, 3), 3, 4)),
+        rs(scaled_for(rs_json("nginx:3", 3, 20, 1, 0), 3, 4)),
+    ];
+    let p = run(&d, &rses, &[]);
+    assert!(rollbacks(&p).is_empty(), "{:?}", p.actions);
+    let reported = |p: &Plan| {
+        p.actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::Event {
+                        reason: "DeploymentAutoRollback",
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    assert_eq!(reported(&p), 1);
+    let mut d2 = d.clone();
+    d2.status = Some(p.status);
+    assert_eq!(reported(&run(&d2, &rses, &[])), 0);
 }
