@@ -1221,7 +1221,11 @@ fn reached(side: Side, raw: &Raw, until: Until) -> bool {
         (until, Some(o)) => {
             let generation = o["metadata"]["generation"].as_i64().unwrap_or(0);
             let st = &o["status"];
-            let current = st["observedGeneration"].as_i64().unwrap_or(0) >= generation;
+            // Quiescent includes: no pod still terminating. How long a
+            // deleted pod lingers is kwok's and the ReplicaSet controller's
+            // timing, the same for both objects, not a controller decision.
+            let current = st["observedGeneration"].as_i64().unwrap_or(0) >= generation
+                && st["terminatingReplicas"].as_i64().unwrap_or(0) == 0;
             let progressing = st["conditions"]
                 .as_array()
                 .into_iter()
