@@ -1214,7 +1214,7 @@ const AGGREGATED_MARK: &str = "~aggregated ";
 /// state (the new ReplicaSet's status still at 0 pods, an old ReplicaSet's
 /// status lagging behind its deleted pods under Recreate) is the timing of
 /// the ReplicaSet controller, in upstream as much as here: seen in repeated
-/// runs, Deployment and DeploymentLite each ended on either value. So the
+/// runs, the two agreed in some runs and not in others, both ways. So the
 /// in-progress reasons count as one, and which revision a True message
 /// names is not compared; status=False and every other condition are
 /// compared exactly.
