@@ -144,7 +144,7 @@ struct Template {
 
 impl Template {
     fn for_side(&self, side: Side) -> Value {
-        let mut t: Value = serde_yaml::from_str(&self.yaml.replace("APP_NAME", side.name()))
+        let mut t: Value = serde_saphyr::from_str(&self.yaml.replace("APP_NAME", side.name()))
             .unwrap_or_else(|e| panic!("template {}: {e}", self.name));
         t["metadata"]["labels"]["app"] = json!(side.name());
         t
