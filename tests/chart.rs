@@ -43,22 +43,6 @@ const CHART_CRD: &str = "files/deploymentlite-crd.yaml";
 // ---------------------------------------------------------------------------
 // helm and rendered manifests
 
-fn helm_bin() -> PathBuf {
-    if let Some(h) = std::env::var_os("HELM").filter(|h| !h.is_empty()) {
-        return PathBuf::from(h);
-    }
-    if let Ok(out) = Command::new(repo_root().join("hack/testenv"))
-        .arg("helm-bin-dir")
-        .output()
-    {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if out.status.success() && dir.join("helm").is_file() {
-            return dir.join("helm");
-        }
-    }
-    PathBuf::from("helm")
-}
-
 struct Run {
     ok: bool,
     stdout: String,
@@ -80,7 +64,7 @@ impl Run {
 /// Runs helm in the repository root; against the cluster under test when
 /// `cluster` (otherwise no KUBECONFIG: template and lint need none).
 fn helm(cluster: bool, args: &[&str]) -> Run {
-    let bin = helm_bin();
+    let bin = support::helm_bin();
     let mut cmd = Command::new(&bin);
     cmd.args(args)
         .current_dir(repo_root())

@@ -481,24 +481,8 @@ fn image_layout_matches_the_dockerfile() {
 // ---------------------------------------------------------------------------
 // Against the cluster
 
-fn helm_bin() -> PathBuf {
-    if let Some(h) = std::env::var_os("HELM").filter(|h| !h.is_empty()) {
-        return PathBuf::from(h);
-    }
-    if let Ok(out) = Command::new(repo_root().join("hack/testenv"))
-        .arg("helm-bin-dir")
-        .output()
-    {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if out.status.success() && dir.join("helm").is_file() {
-            return dir.join("helm");
-        }
-    }
-    PathBuf::from("helm")
-}
-
 fn helm(args: &[&str]) -> String {
-    let bin = helm_bin();
+    let bin = support::helm_bin();
     let out = Command::new(&bin)
         .args(args)
         .current_dir(repo_root())

@@ -238,3 +238,22 @@ pub fn metric(body: &str, name: &str) -> Option<f64> {
             .and_then(|v| v.trim().parse().ok())
     })
 }
+
+/// The helm to run: `$HELM`, else the one `hack/testenv build` built (with
+/// its version flags, so a chart's kubeVersion is checked), else `helm` on
+/// PATH.
+pub fn helm_bin() -> PathBuf {
+    if let Some(h) = std::env::var_os("HELM").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    if let Ok(out) = Command::new(repo_root().join("hack/testenv"))
+        .arg("helm-bin-dir")
+        .output()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && dir.join("helm").is_file() {
+            return dir.join("helm");
+        }
+    }
+    PathBuf::from("helm")
+}
