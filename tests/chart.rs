@@ -2443,15 +2443,19 @@ async fn upgrade_updates_the_crd_and_uninstall_keeps_it() {
         run.stdout,
         run.stderr
     );
-    // Deletion would start at once; give it a moment to show anyway.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let kept = crds.get_opt(&crd_name).await.unwrap();
-    assert!(
-        kept.as_ref()
-            .is_some_and(|c| c.metadata.deletion_timestamp.is_none()),
-        "helm uninstall deleted the CRD: {:?}",
-        kept.map(|c| c.metadata)
-    );
+    // Deletion would start at once: watch the CRD for two seconds and
+    // require it present and not being deleted at every look.
+    let watched = std::time::Instant::now();
+    while watched.elapsed() < Duration::from_secs(2) {
+        let kept = crds.get_opt(&crd_name).await.unwrap();
+        assert!(
+            kept.as_ref()
+                .is_some_and(|c| c.metadata.deletion_timestamp.is_none()),
+            "helm uninstall deleted the CRD: {:?}",
+            kept.map(|c| c.metadata)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(
         dls.get("web").await.unwrap().data["spec"]["autoRollback"],
         true
