@@ -21,8 +21,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
 
-use crate::api::{DeploymentLite, POD_TEMPLATE_HASH_LABEL};
-use crate::controller::hash::{pod_template_hash, without_hash_label};
+use crate::api::DeploymentLite;
+use crate::controller::hash::{pod_template_hash, with_hash_label, without_hash_label};
 
 /// Beyond this many cached templates the cache starts over. Far above one
 /// template per object for the object counts a controller serves; it only
@@ -115,19 +115,7 @@ fn is_refusal(code: u16) -> bool {
 /// collides with a real ReplicaSet. No owner reference: the dry run must
 /// not depend on the owner's state.
 pub fn dry_run_replica_set(dl: &DeploymentLite) -> ReplicaSet {
-    let hash = pod_template_hash(&dl.spec.template, None);
-    let mut template = dl.spec.template.clone();
-    template
-        .metadata
-        .get_or_insert_with(Default::default)
-        .labels
-        .get_or_insert_with(Default::default)
-        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
-    let mut selector = dl.spec.selector.clone();
-    selector
-        .match_labels
-        .get_or_insert_with(Default::default)
-        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash);
+    let (template, selector) = with_hash_label(dl, &pod_template_hash(&dl.spec.template, None));
     ReplicaSet {
         metadata: ObjectMeta {
             generate_name: Some("dlite-dry-run-".into()),
@@ -147,6 +135,7 @@ pub fn dry_run_replica_set(dl: &DeploymentLite) -> ReplicaSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::POD_TEMPLATE_HASH_LABEL;
 
     #[test]
     fn only_request_errors_are_refusals() {

@@ -6,9 +6,10 @@
 //! template hashes the same whether or not optional empty fields were written.
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
 
-use crate::api::POD_TEMPLATE_HASH_LABEL;
+use crate::api::{DeploymentLite, POD_TEMPLATE_HASH_LABEL};
 
 /// The alphabet upstream uses so that hashes never spell words and never
 /// look like numbers.
@@ -86,6 +87,25 @@ pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32
 
 /// The template without the pod-template-hash label (and without a label
 /// map that the removal left empty, which the API server would not store).
+/// The object's template and selector as a ReplicaSet of hash `hash`
+/// carries them: both with the `pod-template-hash` label, so the
+/// ReplicaSet selects only its own pods.
+pub fn with_hash_label(dl: &DeploymentLite, hash: &str) -> (PodTemplateSpec, LabelSelector) {
+    let mut template = dl.spec.template.clone();
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.to_string());
+    let mut selector = dl.spec.selector.clone();
+    selector
+        .match_labels
+        .get_or_insert_with(Default::default)
+        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.to_string());
+    (template, selector)
+}
+
 pub fn without_hash_label(template: &PodTemplateSpec) -> PodTemplateSpec {
     let mut t = template.clone();
     if let Some(meta) = t.metadata.as_mut()

@@ -23,7 +23,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::{
     DESIRED_REPLICAS_ANNOTATION, DeploymentLite, DeploymentLiteStatus, MAX_REPLICAS_ANNOTATION,
-    POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION, StrategyType,
+    REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION, StrategyType,
 };
 use crate::controller::hash::{equal_ignore_hash, pod_template_hash};
 use crate::controller::rollout::bounds::{self, Bounds, BoundsError};

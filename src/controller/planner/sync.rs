@@ -3,6 +3,7 @@
 //! proportional scaling, and history cleanup.
 
 use super::*;
+use crate::controller::hash::with_hash_label;
 
 impl<'a> Sync<'a> {
     /// docs/controller.md §5: the new ReplicaSet's revision is max(old)+1 (only ever
@@ -94,17 +95,12 @@ impl<'a> Sync<'a> {
         let hash = pod_template_hash(&dl.spec.template, collision_count);
         let name = replica_set_name(&dl.name_any(), &hash);
 
-        let mut template = dl.spec.template.clone();
-        let meta = template.metadata.get_or_insert_with(Default::default);
-        meta.labels
-            .get_or_insert_with(Default::default)
-            .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
-        let labels = meta.labels.clone().unwrap_or_default();
-        let mut selector = dl.spec.selector.clone();
-        selector
-            .match_labels
-            .get_or_insert_with(Default::default)
-            .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
+        let (template, selector) = with_hash_label(dl, &hash);
+        let labels = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
 
         let size = match dl.spec.strategy.type_ {
             StrategyType::Recreate => self.replicas,
