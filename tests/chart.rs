@@ -300,6 +300,17 @@ fn chart_crd_and_deploy_manifest_are_current() {
         generated == copy,
         "charts/deploymentlite/{CHART_CRD} differs from crd/deploymentlite.yaml: run `make chart-crd`"
     );
+    let policy = std::fs::read(repo_root().join("crd/deploymentlite-defaulting.yaml")).unwrap();
+    let policy_copy = std::fs::read(
+        repo_root()
+            .join(CHART)
+            .join("files/deploymentlite-defaulting.yaml"),
+    )
+    .unwrap();
+    assert!(
+        policy == policy_copy,
+        "charts/deploymentlite/files/deploymentlite-defaulting.yaml differs from crd/deploymentlite-defaulting.yaml: run `make chart-crd`"
+    );
     assert!(
         !repo_root().join(CHART).join("crds").exists(),
         "the chart has a crds/ directory again: Helm never upgrades what is there"
@@ -311,7 +322,15 @@ fn chart_crd_and_deploy_manifest_are_current() {
         std::fs::read_to_string(repo_root().join("deploy/deploymentlite.yaml")).unwrap();
     let rendered = helm(
         false,
-        &["template", "dlite", CHART, "--namespace", "dlite-system"],
+        &[
+            "template",
+            "dlite",
+            CHART,
+            "--namespace",
+            "dlite-system",
+            "--api-versions",
+            "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy",
+        ],
     )
     .expect_ok()
     .stdout;
@@ -336,6 +355,14 @@ fn chart_crd_and_deploy_manifest_are_current() {
         crd < position("Deployment").unwrap(),
         "the CRD comes after a Deployment"
     );
+    // Rendered for Kubernetes 1.36 (`--api-versions`): the policy that
+    // defaults templates on write is part of the install.
+    for k in ["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"] {
+        assert!(
+            position(k).is_some(),
+            "no {k} in deploy/deploymentlite.yaml"
+        );
+    }
 }
 
 #[test]
@@ -2243,6 +2270,13 @@ fn chart_copy(dest: &Path, edit: impl FnOnce(&mut Value)) {
     let mut crd = docs(&std::fs::read_to_string(&file).unwrap()).remove(0);
     edit(&mut crd);
     std::fs::write(&file, serde_saphyr::to_string(&crd).unwrap()).unwrap();
+    // The defaulting policy travels with the CRD: it follows the CRD's group
+    // (in its name and its match rule), so the copy's policy is its own too.
+    let group = crd["spec"]["group"].as_str().unwrap();
+    let policy = dest.join("files/deploymentlite-defaulting.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    assert!(text.contains("apps.dlite.dev"), "{text}");
+    std::fs::write(&policy, text.replace("apps.dlite.dev", group)).unwrap();
 }
 
 /// The CRD under a group of the test's own, so installing, changing and

@@ -49,24 +49,7 @@ fn concurrency() -> usize {
 /// Scenarios that still diverge because of a controller bug that is
 /// recorded (README "Conformance", known divergences) and being fixed: the
 /// scenario name (or a prefix ending in `/`) and why.
-const KNOWN_DIVERGENCES: &[(&str, &str)] = &[
-    (
-        "core/02-latest-tag",
-        "README K1: imagePullPolicy of a new image after :latest",
-    ),
-    (
-        "core/03-untagged-image",
-        "README K1: imagePullPolicy of a new image after an untagged one",
-    ),
-    (
-        "core/07-exponent-quantities",
-        "README K2: unquoted numbers as quantities refused by the CRD schema",
-    ),
-    (
-        "rollback-to-defaulted-revision/07-exponent-quantities",
-        "README K2: unquoted numbers as quantities refused by the CRD schema",
-    ),
-];
+const KNOWN_DIVERGENCES: &[(&str, &str)] = &[];
 
 const IMAGE_2: &str = "registry.example/conformance/next:2.0";
 const IMAGE_3: &str = "registry.example/conformance/next:3.0";

@@ -472,3 +472,92 @@ async fn revisions_and_images(
     }
     out
 }
+
+/// A refusal, reduced to whether it names the image field (the rest of the
+/// text differs by kind and by who refused: apps/v1 validation or the CRD
+/// schema).
+fn refusal(e: &kube::Error) -> String {
+    let text = e.to_string();
+    if text.contains("spec.template.spec.containers[0].image") {
+        "refused, naming spec.template.spec.containers[0].image".into()
+    } else {
+        format!("refused: {text}")
+    }
+}
+
+/// The defaulting policy picks `imagePullPolicy` as the API server does for
+/// a Deployment, for every shape of image reference: each image goes to a
+/// Deployment and a DeploymentLite (server-side dry runs, so admission and
+/// defaulting run but nothing is stored) and the two must agree.
+#[tokio::test]
+async fn image_pull_policy_is_defaulted_as_for_a_deployment() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let ns = TestNamespace::new("fd-pull").await;
+    install_crd(&ns.client).await;
+    let dls: Api<DeploymentLite> = ns.api();
+    let deployments: Api<Deployment> = ns.api();
+    let digest = "sha256:".to_string() + &"0123456789abcdef".repeat(4);
+    let images = [
+        "nginx".to_string(),
+        "nginx:latest".into(),
+        "nginx:1.27".into(),
+        "nginx:Latest".into(),
+        "library/nginx:latest".into(),
+        "registry.example:5000/team/app".into(),
+        "registry.example:5000/team/app:2.0".into(),
+        "localhost/app".into(),
+        "localhost:latest".into(),
+        format!("nginx@{digest}"),
+        format!("nginx:latest@{digest}"),
+        format!("nginx:1.27@{digest}"),
+        "nginx@sha256:abc".into(),
+        "[::1]:5000/app".into(),
+        "Nginx".into(),
+        "MyRegistry/app".into(),
+        "my_registry/app:latest".into(),
+        "app--name__x.y:latest".into(),
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+        // Refused by both, naming the field.
+        "".into(),
+    ];
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut rows = vec![];
+    for (i, image) in images.iter().enumerate() {
+        let name = format!("pull-{i}");
+        let dl = manifest(&name, 1, image, json!({}));
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": serde_json::to_value(&dl.spec).unwrap(),
+        }))
+        .unwrap();
+        let want = match deployments.create(&dry_run, &deployment).await {
+            Ok(d) => d.spec.unwrap().template.spec.unwrap().containers[0]
+                .image_pull_policy
+                .clone(),
+            Err(e) => Some(refusal(&e)),
+        };
+        let got = match dls.create(&dry_run, &dl).await {
+            Ok(d) => d.spec.template.spec.unwrap().containers[0]
+                .image_pull_policy
+                .clone(),
+            Err(e) => Some(refusal(&e)),
+        };
+        rows.push((image.clone(), want, got));
+    }
+    let table: Vec<String> = rows
+        .iter()
+        .map(|(image, want, got)| format!("{image:70} Deployment {want:?}  DeploymentLite {got:?}"))
+        .collect();
+    println!("{}", table.join("\n"));
+    let differ: Vec<&String> = rows
+        .iter()
+        .zip(&table)
+        .filter(|((_, want, got), _)| want != got)
+        .map(|(_, line)| line)
+        .collect();
+    assert!(differ.is_empty(), "imagePullPolicy differs:\n{differ:#?}");
+    ns.cleanup().await;
+}

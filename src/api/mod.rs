@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+pub mod admission;
 pub mod schema;
 
 /// Prefix of the annotations DeploymentLite writes on its ReplicaSets (and
@@ -320,6 +321,7 @@ pub fn crd()
             strip_descriptions(props);
         }
         schema::bound_for_cel(spec);
+        schema::require_images(spec);
     }
     serde_json::from_value(v).expect("the CRD deserializes")
 }

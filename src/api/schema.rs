@@ -71,3 +71,20 @@ pub fn bound_for_cel(spec_props: &mut serde_json::Value) {
     ru["maxSurge"]["maxLength"] = 16.into();
     ru["maxUnavailable"]["maxLength"] = 16.into();
 }
+
+/// apps/v1 refuses a template container without an image
+/// (`spec.template.spec.containers[0].image: Required value`); a Pod's
+/// Container type leaves it optional (for ephemeral containers and
+/// higher-level tools), so the CRD adds the requirement.
+pub fn require_images(spec_props: &mut serde_json::Value) {
+    let pod = &mut spec_props["template"]["properties"]["spec"]["properties"];
+    for list in ["containers", "initContainers"] {
+        let item = &mut pod[list]["items"];
+        item["properties"]["image"]["minLength"] = 1.into();
+        let required = item["required"].as_array_mut();
+        match required {
+            Some(r) => r.push("image".into()),
+            None => item["required"] = serde_json::json!(["image"]),
+        }
+    }
+}

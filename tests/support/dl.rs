@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dlite::api::DeploymentLite;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -15,19 +18,28 @@ use serde_json::{Value, json};
 
 use super::{Process, TestNamespace, wait_for};
 
-/// Installs (server-side applies) the CRD generated from the types and
-/// waits until it is served.
+/// Installs (server-side applies) the CRD generated from the types and the
+/// MutatingAdmissionPolicy that defaults its pod template on write, and
+/// waits until the CRD is served and the policy acts.
 pub async fn install_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = dlite::api::crd();
     let name = crd.metadata.name.clone().unwrap();
-    crds.patch(
-        &name,
-        &PatchParams::apply("dlite-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("applying the CRD");
+    let apply = PatchParams::apply("dlite-tests").force();
+    crds.patch(&name, &apply, &Patch::Apply(&crd))
+        .await
+        .expect("applying the CRD");
+    let (policy, binding) = dlite::api::admission::defaulting_policy();
+    let policies: Api<MutatingAdmissionPolicy> = Api::all(client.clone());
+    policies
+        .patch(&policy.name_any(), &apply, &Patch::Apply(&policy))
+        .await
+        .expect("applying the defaulting policy");
+    let bindings: Api<MutatingAdmissionPolicyBinding> = Api::all(client.clone());
+    bindings
+        .patch(&binding.name_any(), &apply, &Patch::Apply(&binding))
+        .await
+        .expect("applying the defaulting policy's binding");
     wait_for(
         "the CRD to be Established",
         Duration::from_secs(30),
@@ -43,6 +55,36 @@ pub async fn install_crd(client: &Client) {
                 Ok(())
             } else {
                 Err("not Established".into())
+            }
+        },
+    )
+    .await;
+    // The API server loads admission policies asynchronously: a dry-run
+    // create shows when an untagged image starts getting `Always`.
+    let probe = manifest("defaulting-probe", 0, "example.com/untagged", json!({}));
+    let dls: Api<DeploymentLite> = Api::namespaced(client.clone(), "default");
+    wait_for(
+        "the defaulting policy to act on a dry-run create",
+        Duration::from_secs(30),
+        || async {
+            let created = dls
+                .create(
+                    &kube::api::PostParams {
+                        dry_run: true,
+                        ..Default::default()
+                    },
+                    &probe,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let policy = created.spec.template.spec.as_ref().and_then(|s| {
+                s.containers
+                    .first()
+                    .and_then(|c| c.image_pull_policy.clone())
+            });
+            match policy.as_deref() {
+                Some("Always") => Ok(()),
+                other => Err(format!("imagePullPolicy {other:?}")),
             }
         },
     )
