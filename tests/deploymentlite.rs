@@ -506,7 +506,14 @@ async fn replica_sets_are_adopted_and_released_by_selector() {
 async fn a_name_collision_bumps_collision_count() {
     let (ns, _ctrl, api) = setup("t-collide").await;
     let dl = manifest("col", 1, "app:v1", json!({}));
-    let hash = dlite::controller::hash::pod_template_hash(&dl.spec.template, None);
+    // The hash is over the template as stored (the defaulting policy adds
+    // imagePullPolicy on write): a dry-run create shows it.
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let stored = api.create(&dry_run, &dl).await.unwrap();
+    let hash = dlite::controller::hash::pod_template_hash(&stored.spec.template, None);
     let squatter: ReplicaSet = serde_json::from_value(json!({
         "metadata": {"name": format!("col-{hash}"), "labels": {"owner": "someone-else"}},
         "spec": {
