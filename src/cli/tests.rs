@@ -681,14 +681,14 @@ fn pod(node: Option<&str>, annotation: Option<&str>) -> Pod {
 const DIAGNOSIS: &str = r#"{"message": "0/4 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint.",
     "nodes": [
         {"node": "n1", "plugin": "NodeResourcesFit", "reasons": ["Insufficient cpu"]},
-        {"node": "node-2", "plugin": "TaintToleration", "reasons": ["untolerated taint {a: b}", "second"]}
+        {"node": "node-2", "plugin": "TaintToleration", "reasons": ["node(s) had untolerated taint(s)", "second"]}
     ],
     "omitted": 2}"#;
 
 const TABLE: &str = "0/4 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint.\n\
     NODE     PLUGIN             REASON\n\
     n1       NodeResourcesFit   Insufficient cpu\n\
-    node-2   TaintToleration    untolerated taint {a: b}; second\n\
+    node-2   TaintToleration    node(s) had untolerated taint(s); second\n\
     ... and 2 more node(s) not recorded\n";
 
 #[test]

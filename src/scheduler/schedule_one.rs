@@ -830,7 +830,7 @@ mod tests {
         "Insufficient memory",
         "Too many pods",
         "node(s) were unschedulable",
-        "node(s) had untolerated taint {k: v}",
+        "node(s) had untolerated taint(s)",
         "node(s) didn't match Pod's node affinity/selector",
         "node(s) didn't match pod topology spread constraints (missing required label)",
     ];

@@ -78,13 +78,10 @@ pub fn find_matching_untolerated_taint<'a>(
         .find(|t| !tolerations_tolerate_taint(tolerations, t))
 }
 
-pub fn untolerated_taint_reason(taint: &Taint) -> String {
-    format!(
-        "node(s) had untolerated taint {{{}: {}}}",
-        taint.key,
-        taint.value.as_deref().unwrap_or("")
-    )
-}
+/// kube-scheduler v1.36's reason names no taint (it logs the taint at
+/// verbosity 4 only), so the counts in a FailedScheduling message merge
+/// every tainted node into one entry.
+pub const UNTOLERATED_TAINT: &str = "node(s) had untolerated taint(s)";
 
 pub struct TaintToleration;
 
@@ -110,7 +107,7 @@ impl FilterPlugin for TaintToleration {
         ) {
             // Tolerations are part of the pod spec and taints belong to the
             // node: evicting other pods cannot change either.
-            Some(taint) => Status::unschedulable_and_unresolvable(untolerated_taint_reason(taint)),
+            Some(taint) => Status::unschedulable_and_unresolvable(UNTOLERATED_TAINT),
             None => Status::success(),
         }
     }
@@ -242,7 +239,7 @@ mod tests {
             .toleration(toleration("a", "Equal", "1", "NoSchedule"))
             .build();
         let s = TaintToleration.filter(&CycleState::default(), &p, &n);
-        assert_eq!(s.reasons(), ["node(s) had untolerated taint {b: }"]);
+        assert_eq!(s.reasons(), ["node(s) had untolerated taint(s)"]);
         assert_eq!(
             s.code(),
             crate::scheduler::framework::Code::UnschedulableAndUnresolvable
