@@ -107,7 +107,7 @@ impl FilterPlugin for TaintToleration {
         ) {
             // Tolerations are part of the pod spec and taints belong to the
             // node: evicting other pods cannot change either.
-            Some(taint) => Status::unschedulable_and_unresolvable(UNTOLERATED_TAINT),
+            Some(_) => Status::unschedulable_and_unresolvable(UNTOLERATED_TAINT),
             None => Status::success(),
         }
     }
