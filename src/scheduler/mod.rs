@@ -45,6 +45,8 @@ pub(crate) mod schedule_one;
 pub(crate) mod util;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod scenarios;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -33,8 +33,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use proptest::prelude::Rng as _;
-use proptest::test_runner::{RngAlgorithm, TestRng};
 use serde_json::{Value, json};
 
 use super::{Action, SyncInput, plan, reason, resolve_bounds};
@@ -42,32 +40,10 @@ use crate::api::{DeploymentLite, REVISION_ANNOTATION, RollbackConfig, StrategyTy
 use crate::controller::expectations::Expectations;
 use crate::controller::hash::equal_ignore_hash;
 use crate::controller::rollout::progress::to_time;
+use crate::fuzzing::{Rng, fuzz};
 
 const DL_UID: &str = "dl-uid";
 const NS: &str = "default";
-
-// ---------------------------------------------------------------------------
-// Randomness: proptest's seeded generator, so a seed is a whole case.
-// ---------------------------------------------------------------------------
-
-struct Rng(TestRng);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&seed.to_le_bytes());
-        Rng(TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.0.next_u64() % n }
-    }
-    fn pct(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-    fn byte(&mut self) -> u8 {
-        self.below(256) as u8
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Templates and the server's defaulting
@@ -253,7 +229,7 @@ fn gen_ops(rng: &mut Rng, n: usize) -> Vec<Op> {
             0..=29 => Op::Sync,
             30..=39 => Op::CacheCatchUp(rng.byte() | if rng.pct(50) { 7 } else { 0 }),
             40..=57 => Op::RsController(if rng.pct(40) { 255 } else { rng.byte() }),
-            58..=67 => Op::PodsReady(rng.0.next_u64()),
+            58..=67 => Op::PodsReady(rng.u64()),
             68..=70 => Op::PodUnready(rng.below(1000) as u16),
             71..=76 => Op::Template(TemplateChoice {
                 // Half of the changes go back to a small set of templates,
@@ -1364,40 +1340,6 @@ fn shrink(setup: &Setup, mut ops: Vec<Op>) -> (Vec<Op>, String) {
         chunk /= 2;
     }
     (ops, err)
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?}: not a number"))
-    })
-}
-
-/// Runs the seeds of this run; panics with the first failure, shrunk.
-pub(crate) fn fuzz(name: &str, default_cases: u64, one: impl Fn(u64, bool) -> Result<(), String>) {
-    let start = std::time::Instant::now();
-    if let Some(seed) = env_u64("DLITE_FUZZ_SEED") {
-        eprintln!("{name}: replaying seed {seed}");
-        if let Err(e) = one(seed, true) {
-            panic!("{name}: seed {seed} fails: {e}");
-        }
-        return;
-    }
-    let cases = env_u64("DLITE_FUZZ_CASES").unwrap_or(default_cases);
-    let first = env_u64("DLITE_FUZZ_FIRST_SEED").unwrap_or(0);
-    for seed in first..first + cases {
-        if let Err(e) = one(seed, false) {
-            panic!(
-                "{name}: seed {seed} fails (replay: DLITE_FUZZ_SEED={seed} cargo test --lib {name}): {e}"
-            );
-        }
-    }
-    eprintln!(
-        "{name}: {cases} sequences (seeds {first}..{}) in {:.2?}",
-        first + cases,
-        start.elapsed()
-    );
 }
 
 fn planner_case(seed: u64, trace: bool) -> Result<(), String> {
