@@ -484,7 +484,7 @@ impl World {
         self.dl.spec.strategy.type_ == StrategyType::Recreate
     }
 
-    /// A user's write of the spec: a new generation.
+    /// A user's write to `spec`: a new generation.
     fn write_spec(&mut self, f: impl FnOnce(&mut DeploymentLite)) {
         let before = self.dl.spec.clone();
         f(&mut self.dl);
