@@ -613,16 +613,20 @@ async fn execute(
                     "metadata": {"resourceVersion": resource_version, "annotations": annotations},
                     "spec": {"replicas": replicas, "minReadySeconds": min_ready_seconds},
                 });
-                rs_api
+                let patched = rs_api
                     .patch(&rs_name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .map_err(|e| Error::api("scaling", format!("ReplicaSet {rs_name}"), e))?;
-                ctx.expectations.updated(
-                    &key,
-                    &rs_name,
-                    &resource_version,
-                    std::time::Instant::now(),
-                );
+                // A patch that changed nothing keeps the resourceVersion
+                // and brings no watch event: nothing to wait for.
+                if patched.resource_version().as_deref() != Some(resource_version.as_str()) {
+                    ctx.expectations.updated(
+                        &key,
+                        &rs_name,
+                        &resource_version,
+                        std::time::Instant::now(),
+                    );
+                }
                 if from != replicas {
                     let dir = if replicas > from { "up" } else { "down" };
                     info!(replicaset = %rs_name, from, to = replicas, "scaled ReplicaSet");
