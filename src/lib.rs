@@ -20,3 +20,5 @@ pub mod telemetry;
 
 #[cfg(test)]
 mod fake_api;
+#[cfg(test)]
+mod fuzzing;

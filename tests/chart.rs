@@ -370,7 +370,9 @@ fn template_renders_every_object_with_the_expected_settings() {
     let objs = template(&[]);
     let expected: BTreeMap<String, usize> = [
         ("ServiceAccount", 2),
-        ("ClusterRole", 2),
+        // The controller's, the scheduler's, and the two aggregated into
+        // the built-in admin/edit and view roles.
+        ("ClusterRole", 4),
         ("ClusterRoleBinding", 2),
         ("Role", 2),
         ("RoleBinding", 2),
@@ -594,6 +596,92 @@ fn template_renders_every_object_with_the_expected_settings() {
 }
 
 /// The one object of a kind.
+/// The ClusterRoles the built-in roles aggregate: edit (and admin) may
+/// write DeploymentLites, view may only read them; with
+/// rbac.aggregateToDefaultRoles=false (or rbac.create=false) there are none.
+#[test]
+fn template_renders_the_aggregated_cluster_roles() {
+    let objs = template(&[]);
+    let aggregated = |label: &str| -> Vec<&Value> {
+        objs.iter()
+            .filter(|o| {
+                kind(o) == "ClusterRole"
+                    && o["metadata"]["labels"][format!("rbac.authorization.k8s.io/{label}")]
+                        == "true"
+            })
+            .collect()
+    };
+    let (edit, admin, view) = (
+        aggregated("aggregate-to-edit"),
+        aggregated("aggregate-to-admin"),
+        aggregated("aggregate-to-view"),
+    );
+    assert_eq!((edit.len(), admin.len(), view.len()), (1, 1, 1));
+    assert_eq!(name(edit[0]), name(admin[0]), "one role for edit and admin");
+    assert_eq!(name(edit[0]), "dlite-deploymentlite-edit");
+    assert_eq!(name(view[0]), "dlite-deploymentlite-view");
+    let g = "apps.dlite.dev";
+    assert_eq!(
+        rules(edit[0]),
+        expand(&[
+            (
+                g,
+                "deploymentlites",
+                "",
+                &[
+                    "get",
+                    "list",
+                    "watch",
+                    "create",
+                    "update",
+                    "patch",
+                    "delete",
+                    "deletecollection"
+                ],
+            ),
+            (g, "deploymentlites/scale", "", &["get", "update", "patch"]),
+            (g, "deploymentlites/status", "", &["get", "list", "watch"]),
+        ]),
+    );
+    assert_eq!(
+        rules(view[0]),
+        expand(&[
+            (g, "deploymentlites", "", &["get", "list", "watch"]),
+            (g, "deploymentlites/status", "", &["get", "list", "watch"]),
+            (g, "deploymentlites/scale", "", &["get", "list", "watch"]),
+        ]),
+    );
+    for sets in [
+        &["rbac.aggregateToDefaultRoles=false"][..],
+        &["rbac.create=false"][..],
+    ] {
+        let objs = template(sets);
+        assert!(
+            !objs
+                .iter()
+                .any(|o| o["metadata"]["labels"].as_object().is_some_and(|l| l
+                    .keys()
+                    .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to")))),
+            "{sets:?}"
+        );
+    }
+}
+
+/// The controller's client-side rate limit comes from the values.
+#[test]
+fn template_passes_the_controllers_client_rate_limit() {
+    let a = args(component(&template(&[]), "Deployment", "controller"));
+    assert_eq!(flag(&a, "--kube-api-qps"), Some("50"), "{a:?}");
+    assert_eq!(flag(&a, "--kube-api-burst"), Some("100"), "{a:?}");
+    let a = args(component(
+        &template(&["controller.kubeApiQps=7,controller.kubeApiBurst=9"]),
+        "Deployment",
+        "controller",
+    ));
+    assert_eq!(flag(&a, "--kube-api-qps"), Some("7"), "{a:?}");
+    assert_eq!(flag(&a, "--kube-api-burst"), Some("9"), "{a:?}");
+}
+
 fn component_of_kind<'a>(objs: &'a [Value], kind_: &str) -> &'a Value {
     let found: Vec<&Value> = objs.iter().filter(|o| kind(o) == kind_).collect();
     assert_eq!(

@@ -8,6 +8,7 @@ use clap::Parser;
 use dlite::controller::reconciler::{self, Options};
 use dlite::runtime::args::{ClientArgs, RuntimeArgs};
 use dlite::runtime::metrics::ControllerMetrics;
+use dlite::runtime::rate_limit::{RateLimitArgs, rate_limited_client};
 use dlite::runtime::{leader, server};
 use futures::FutureExt;
 
@@ -25,6 +26,9 @@ struct Args {
     log: dlite::telemetry::LogArgs,
     #[command(flatten)]
     client: ClientArgs,
+    /// --kube-api-qps / --kube-api-burst, as dlite-scheduler takes them.
+    #[command(flatten)]
+    rate: RateLimitArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -39,7 +43,10 @@ async fn main() -> anyhow::Result<()> {
         "health-probe-bind-address",
         &args.runtime.health_probe_bind_address,
     )?;
-    let client = kube::Client::try_from(args.client.config().await?)?;
+    // Every request (watches, writes, events, the Lease) passes one token
+    // bucket, as kube-controller-manager's client does.
+    let (qps, burst) = args.rate.resolve()?;
+    let client = rate_limited_client(args.client.config().await?, qps, burst)?;
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = ControllerMetrics::register(&mut registry);
@@ -52,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
-    tracing::info!(namespace = ?args.namespace, leader_elect = args.runtime.leader_elect, "starting dlite-controller");
+    tracing::info!(namespace = ?args.namespace, leader_elect = args.runtime.leader_elect, qps, burst, "starting dlite-controller");
     let shutdown = dlite::telemetry::shutdown_signal().boxed().shared();
     let work = reconciler::run(
         client.clone(),
@@ -121,6 +128,26 @@ mod tests {
             Some(std::path::Path::new("/k"))
         );
         assert_eq!(client.context.as_deref(), Some("ctx"));
+    }
+
+    #[test]
+    fn client_rate_limit_flags() {
+        assert_eq!(parse(&[]).unwrap().rate.resolve().unwrap(), (50.0, 100));
+        let a = parse(&["--kube-api-qps=5.5", "--kube-api-burst", "7"]).unwrap();
+        assert_eq!(a.rate.resolve().unwrap(), (5.5, 7));
+        for (args, want) in [
+            (
+                &["--kube-api-qps=0"][..],
+                "--kube-api-qps: Invalid value: 0: must be greater than 0",
+            ),
+            (
+                &["--kube-api-burst=-1"][..],
+                "--kube-api-burst: Invalid value: -1: must be at least 1",
+            ),
+        ] {
+            let e = parse(args).unwrap().rate.resolve().unwrap_err().to_string();
+            assert_eq!(e, want, "{args:?}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! executes plans against the API server.
 
 pub mod defaulting;
+pub mod expectations;
 pub mod hash;
 pub(crate) mod planner;
 pub mod reconciler;

@@ -25,6 +25,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{DeploymentLite, DeploymentLiteStatus, POD_TEMPLATE_HASH_LABEL};
 use crate::controller::defaulting::{Defaulted, ServerDefaults};
+use crate::controller::expectations::Expectations;
 use crate::controller::hash::equal_ignore_hash;
 use crate::controller::planner::{self, Action, EventType, SyncInput, controller_ref};
 use crate::controller::rollout::progress::{new_condition, set_condition};
@@ -75,6 +76,8 @@ pub struct Context {
     pub metrics: ControllerMetrics,
     /// Templates as the API server defaults them (see [`ServerDefaults`]).
     pub defaults: ServerDefaults,
+    /// This controller's ReplicaSet writes the cache has not yet shown.
+    pub expectations: Expectations,
 }
 
 /// Options of the controller process.
@@ -169,6 +172,7 @@ pub async fn run(
         recorder,
         metrics: metrics.clone(),
         defaults: ServerDefaults::default(),
+        expectations: Expectations::default(),
     });
 
     let controller = Controller::for_stream(dl_stream, dl_store.clone())
@@ -196,9 +200,24 @@ pub async fn run(
     });
     let dl_store_for_rs = dl_store.clone();
     let rs_store_for_pods = rs_store.clone();
+    let ctx_for_rs = ctx.clone();
     controller
         .watches_stream(rs_stream, move |rs: ReplicaSet| {
-            replica_set_owners(&dl_store_for_rs, &rs)
+            let owners = replica_set_owners(&dl_store_for_rs, &rs);
+            for owner in &owners {
+                let key = format!(
+                    "{}/{}",
+                    owner.namespace.as_deref().unwrap_or_default(),
+                    owner.name
+                );
+                ctx_for_rs.expectations.observe(
+                    &key,
+                    &rs.name_any(),
+                    &rs.uid().unwrap_or_default(),
+                    &rs.resource_version().unwrap_or_default(),
+                );
+            }
+            owners
         })
         .watches_stream(pod_stream, move |pod: Pod| {
             pod_owner(&rs_store_for_pods, &pod)
@@ -328,6 +347,26 @@ async fn reconcile_inner(
     ctx: Arc<Context>,
     ns: String,
 ) -> Result<Requeue, Error> {
+    // Plan only from a cache that shows this controller's own writes (see
+    // controller/expectations.rs); the watch event that brings them
+    // triggers the next reconcile, the requeue is a fallback.
+    let key = format!("{ns}/{}", dl.name_any());
+    let seen = ctx
+        .expectations
+        .satisfied(&key, std::time::Instant::now(), |name| {
+            ctx.replica_sets
+                .get(&ObjectRef::new(name).within(&ns))
+                .map(|rs| {
+                    (
+                        rs.uid().unwrap_or_default(),
+                        rs.resource_version().unwrap_or_default(),
+                    )
+                })
+        });
+    if !seen {
+        debug!("waiting for the cache to show this controller's last writes");
+        return Ok(Requeue::requeue(Duration::from_millis(200)));
+    }
     let rses: Vec<Arc<ReplicaSet>> = ctx
         .replica_sets
         .state()
@@ -490,6 +529,7 @@ async fn execute(
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), ns);
     let dl_api: Api<DeploymentLite> = Api::namespaced(ctx.client.clone(), ns);
     let name = dl.name_any();
+    let key = format!("{ns}/{name}");
     let mut current = dl.clone();
     let mut status = plan.status;
 
@@ -499,7 +539,13 @@ async fn execute(
                 let rs_name = rs.name_any();
                 let size = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
                 match rs_api.create(&PostParams::default(), &rs).await {
-                    Ok(_) => {
+                    Ok(created) => {
+                        ctx.expectations.created(
+                            &key,
+                            &rs_name,
+                            &created.uid().unwrap_or_default(),
+                            std::time::Instant::now(),
+                        );
                         info!(replicaset = %rs_name, replicas = size, "created ReplicaSet");
                         if size > 0 {
                             let msg = format!("Scaled up replica set {rs_name} from 0 to {size}");
@@ -567,10 +613,20 @@ async fn execute(
                     "metadata": {"resourceVersion": resource_version, "annotations": annotations},
                     "spec": {"replicas": replicas, "minReadySeconds": min_ready_seconds},
                 });
-                rs_api
+                let patched = rs_api
                     .patch(&rs_name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .map_err(|e| Error::api("scaling", format!("ReplicaSet {rs_name}"), e))?;
+                // A patch that changed nothing keeps the resourceVersion
+                // and brings no watch event: nothing to wait for.
+                if patched.resource_version().as_deref() != Some(resource_version.as_str()) {
+                    ctx.expectations.updated(
+                        &key,
+                        &rs_name,
+                        &resource_version,
+                        std::time::Instant::now(),
+                    );
+                }
                 if from != replicas {
                     let dir = if replicas > from { "up" } else { "down" };
                     info!(replicaset = %rs_name, from, to = replicas, "scaled ReplicaSet");

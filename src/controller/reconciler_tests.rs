@@ -55,6 +55,7 @@ fn context(api: &FakeApi) -> Context {
         recorder: Recorder::new(api.client.clone(), CONTROLLER_NAME, None),
         metrics: ControllerMetrics::register(&mut Registry::default()),
         defaults: ServerDefaults::default(),
+        expectations: Default::default(),
     }
 }
 

@@ -28,9 +28,9 @@ use thiserror::Error;
 use super::framework::{Profile, ResourceSpec, ScoringStrategy, ScoringStrategyType};
 use super::plugins::names;
 
-/// kube-scheduler's default client limits (docs/scheduler.md §5): QPS 50, burst 100.
-pub const DEFAULT_QPS: f64 = 50.0;
-pub const DEFAULT_BURST: u32 = 100;
+/// kube-scheduler's default client limits (docs/scheduler.md §5): QPS 50,
+/// burst 100, shared with dlite-controller.
+pub use crate::runtime::rate_limit::{DEFAULT_BURST, DEFAULT_QPS};
 pub const DEFAULT_BIND_CONCURRENCY: usize = 128;
 const MAX_PARALLELISM: usize = 64;
 const MAX_BIND_CONCURRENCY: usize = 10_000;
@@ -66,12 +66,10 @@ pub struct Flags {
     /// Score plugin weight as NAME=WEIGHT (repeatable), e.g. ImageLocality=0.
     #[arg(long = "plugin-weight", value_name = "NAME=WEIGHT")]
     pub plugin_weights: Vec<String>,
-    /// Client-side limit on API requests per second [default: 50].
-    #[arg(long, allow_negative_numbers = true)]
-    pub kube_api_qps: Option<f64>,
-    /// Requests allowed in a burst above the QPS [default: 100].
-    #[arg(long, allow_negative_numbers = true)]
-    pub kube_api_burst: Option<i64>,
+    /// --kube-api-qps and --kube-api-burst, shared with dlite-controller;
+    /// they override clientConnection.qps and .burst.
+    #[command(flatten)]
+    pub rate: crate::runtime::rate_limit::RateLimitArgs,
     /// Threads that filter and score nodes [default: CPUs, at most 16].
     #[arg(long, allow_negative_numbers = true)]
     pub parallelism: Option<i64>,
@@ -355,26 +353,16 @@ fn resolve(file: ConfigFile, flags: &Flags) -> Result<SchedulerConfig, ConfigErr
             );
         }
     }
-    if let Some(q) = pick(flags.kube_api_qps, "--kube-api-qps", client.qps) {
-        if q.value.is_finite() && q.value > 0.0 {
-            config.qps = q.value;
-        } else {
-            errors.add(
-                "clientConnection.qps",
-                q.flag,
-                format!("Invalid value: {}: must be greater than 0", q.value),
-            );
+    if let Some(q) = pick(flags.rate.kube_api_qps, "--kube-api-qps", client.qps) {
+        match crate::runtime::rate_limit::check_qps(q.value) {
+            Ok(qps) => config.qps = qps,
+            Err(e) => errors.add("clientConnection.qps", q.flag, e),
         }
     }
-    if let Some(b) = pick(flags.kube_api_burst, "--kube-api-burst", client.burst) {
-        if (1..=i64::from(u32::MAX)).contains(&b.value) {
-            config.burst = b.value as u32;
-        } else {
-            errors.add(
-                "clientConnection.burst",
-                b.flag,
-                format!("Invalid value: {}: must be at least 1", b.value),
-            );
+    if let Some(b) = pick(flags.rate.kube_api_burst, "--kube-api-burst", client.burst) {
+        match crate::runtime::rate_limit::check_burst(b.value) {
+            Ok(burst) => config.burst = burst,
+            Err(e) => errors.add("clientConnection.burst", b.flag, e),
         }
     }
     config.kubeconfig = flags.client.kubeconfig.clone().or(client.kubeconfig);

@@ -24,7 +24,8 @@
 //! - [`diagnosis`]: the `dlite.dev/scheduling-diagnosis` annotation (also
 //!   read by `kubectl dlite why-pending`).
 //! - [`config`]: flags and the YAML file, validated.
-//! - [`rate_limit`]: the client-side QPS/burst token bucket.
+//! - the client-side QPS/burst token bucket is `runtime::rate_limit`,
+//!   shared with dlite-controller.
 //!
 //! And the I/O, kept thin: [`binder`] (bindings, failure records, events),
 //! [`eventhandlers`] (the loop that owns cache and queue, applies watch
@@ -39,11 +40,12 @@ pub mod eventhandlers;
 pub(crate) mod framework;
 pub mod metrics;
 pub(crate) mod plugins;
-pub(crate) mod rate_limit;
 pub mod run;
 pub(crate) mod schedule_one;
 pub(crate) mod util;
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]

@@ -7,10 +7,9 @@ use std::future::Future;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use kube::client::ClientBuilder;
+use kube::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
 use thiserror::Error;
 
 use super::backend::queue::QueueConfig;
@@ -19,7 +18,6 @@ use super::config::SchedulerConfig;
 use super::eventhandlers::{Io, LoopConfig, Msg, Observability, Scheduler};
 use super::framework::parallelize::Parallelizer;
 use super::plugins::default_framework;
-use super::rate_limit::RateLimitLayer;
 
 /// Event workers; each publishes one event at a time (see [`EventSink`]).
 const EVENT_SHARDS: usize = 16;
@@ -38,16 +36,7 @@ pub enum RunError {
     LoopPanicked,
 }
 
-/// A client whose requests pass a token bucket of `qps`/`burst`.
-pub fn rate_limited_client(
-    config: kube::Config,
-    qps: f64,
-    burst: u32,
-) -> Result<Client, kube::Error> {
-    Ok(ClientBuilder::try_from(config)?
-        .with_layer(&RateLimitLayer::new(qps, burst))
-        .build())
-}
+pub use crate::runtime::rate_limit::rate_limited_client;
 
 fn reporting_instance(scheduler_name: &str) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -104,6 +104,14 @@ pub fn start_controller_with(ns: &TestNamespace, tag: &str, extra: &[&str]) -> P
             args.extend([flag, "127.0.0.1:0"]);
         }
     }
+    // The client limits hack/testenv gives kube-controller-manager, so
+    // rollout times compare with the native Deployment's (conformance) and
+    // the scale test measures the controller, not its default QPS.
+    for (flag, value) in [("--kube-api-qps", "300"), ("--kube-api-burst", "600")] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
     args.extend_from_slice(extra);
     Process::start(
         env!("CARGO_BIN_EXE_dlite-controller"),

@@ -567,4 +567,6 @@ mod rolling;
 mod sync;
 
 #[cfg(test)]
+pub(crate) mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -103,6 +103,19 @@ impl<'a> Sync<'a> {
             .unwrap_or_default();
 
         let size = match dl.spec.strategy.type_ {
+            // Fix (found by the planner fuzzer): a rollback request creates
+            // the current template's ReplicaSet first (as upstream's
+            // rollback does), and upstream sizes it at spec.replicas even
+            // for Recreate, so the new pods started next to the old ones.
+            // Recreate never runs both (docs/controller.md §4): while an
+            // old ReplicaSet wants pods or old pods run, the ReplicaSet is
+            // created empty and the Recreate sync scales it up once they
+            // are gone.
+            StrategyType::Recreate
+                if self.old_pods_running() || self.old_rses.iter().any(|r| r.state.is_active()) =>
+            {
+                0
+            }
             StrategyType::Recreate => self.replicas,
             StrategyType::RollingUpdate => {
                 let mut all = self.all_states();
@@ -208,6 +221,17 @@ impl<'a> Sync<'a> {
     /// An active ReplicaSet whose desired-replicas annotation differs from
     /// spec.replicas means the object was scaled (docs/controller.md §2, step 7).
     pub(super) fn is_scaling_event(&self) -> bool {
+        // Fix (found by the planner fuzzer): upstream's scale() does
+        // nothing for Recreate when more than one ReplicaSet is active (an
+        // adopted one, or a switch from RollingUpdate mid-rollout), and
+        // the stale desired-replicas annotations then make every later
+        // sync a scaling event again: stuck, with old and new pods
+        // running together. The Recreate rollout sizes them all instead.
+        if self.dl.spec.strategy.type_ == StrategyType::Recreate
+            && self.all().filter(|r| r.state.is_active()).count() > 1
+        {
+            return false;
+        }
         self.all()
             .filter(|r| r.state.spec_replicas > 0)
             .any(|r| r.state.desired_replicas.is_some_and(|d| d != self.replicas))

@@ -80,6 +80,9 @@ pub fn scale_down_old_replica_sets_for_rolling_update(
     max_unavailable: i32,
 ) -> (Vec<(String, i32)>, i32) {
     let min_available = replicas - max_unavailable;
+    // Capped per ReplicaSet at its spec (see available_sum): a scaling
+    // event followed by this step could otherwise take every old pod away,
+    // below minAvailable.
     let available = available_sum(all_rses);
     if available <= min_available {
         return (Vec::new(), 0);

@@ -323,6 +323,11 @@ impl SchedulingQueue {
             })
             .cloned()
             .collect();
+        // In key order, not the HashSet's (random per process): pods moved
+        // together then queue in the same order every time, so a
+        // scheduler fuzz seed (scheduler/fuzz.rs) replays exactly.
+        let mut keys = keys;
+        keys.sort();
         for key in &keys {
             self.move_to_active_or_backoff(key, now);
         }

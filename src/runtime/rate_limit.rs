@@ -1,18 +1,89 @@
 //! Client-side rate limit for API requests, as client-go's QPS/burst.
 //!
 //! kube's `Client` sends requests as fast as they are made. A scheduler
-//! that binds thousands of pods must not flood the API server, and a fair
-//! comparison with kube-scheduler needs the same limits on both (docs/scheduler.md
-//! §5), so every request passes a token bucket: `qps` tokens per
-//! second, at most `burst` saved up. The limit sits in the client's tower
-//! stack, below kube's request buffer, so waiting requests queue in order.
+//! that binds thousands of pods, or a controller rolling out hundreds of
+//! objects, must not flood the API server, and a fair comparison with
+//! kube-scheduler needs the same limits on both (docs/scheduler.md §5), so
+//! every request of dlite-scheduler and dlite-controller passes a token
+//! bucket: `qps` tokens per second, at most `burst` saved up. The limit
+//! sits in the client's tower stack, below kube's request buffer, so
+//! waiting requests queue in order. Both components take it as
+//! `--kube-api-qps` / `--kube-api-burst` ([`RateLimitArgs`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use kube::Client;
+use kube::client::ClientBuilder;
 use tower::{Layer, Service};
+
+/// A client whose requests pass a token bucket of `qps`/`burst`.
+pub fn rate_limited_client(
+    config: kube::Config,
+    qps: f64,
+    burst: u32,
+) -> Result<Client, kube::Error> {
+    Ok(ClientBuilder::try_from(config)?
+        .with_layer(&RateLimitLayer::new(qps, burst))
+        .build())
+}
+
+/// The client-side limit flags, as kube-scheduler and
+/// kube-controller-manager take them. Unset, each component uses its own
+/// default (or, for dlite-scheduler, its config file's `clientConnection`).
+#[derive(clap::Args, Debug, Clone, Default, PartialEq)]
+pub struct RateLimitArgs {
+    /// Client-side limit on API requests per second [default: 50].
+    #[arg(long, allow_negative_numbers = true)]
+    pub kube_api_qps: Option<f64>,
+    /// Requests allowed in a burst above the QPS [default: 100].
+    #[arg(long, allow_negative_numbers = true)]
+    pub kube_api_burst: Option<i64>,
+}
+
+/// QPS 50 and burst 100: kube-scheduler's defaults, used by both
+/// components (kube-controller-manager's are 20 and 30; a DeploymentLite
+/// sync makes about as many writes as a Deployment's, but dlite-controller
+/// serves one kind where kube-controller-manager shares its budget among
+/// dozens of controllers).
+pub const DEFAULT_QPS: f64 = 50.0;
+pub const DEFAULT_BURST: u32 = 100;
+
+/// A QPS value, or why not (the words both components print).
+pub fn check_qps(qps: f64) -> Result<f64, String> {
+    if qps.is_finite() && qps > 0.0 {
+        Ok(qps)
+    } else {
+        Err(format!("Invalid value: {qps}: must be greater than 0"))
+    }
+}
+
+/// A burst value, or why not.
+pub fn check_burst(burst: i64) -> Result<u32, String> {
+    if (1..=i64::from(u32::MAX)).contains(&burst) {
+        Ok(burst as u32)
+    } else {
+        Err(format!("Invalid value: {burst}: must be at least 1"))
+    }
+}
+
+impl RateLimitArgs {
+    /// (qps, burst) for a component without a config file; the error
+    /// names the flag.
+    pub fn resolve(&self) -> anyhow::Result<(f64, u32)> {
+        let qps = match self.kube_api_qps {
+            Some(q) => check_qps(q).map_err(|e| anyhow::anyhow!("--kube-api-qps: {e}"))?,
+            None => DEFAULT_QPS,
+        };
+        let burst = match self.kube_api_burst {
+            Some(b) => check_burst(b).map_err(|e| anyhow::anyhow!("--kube-api-burst: {e}"))?,
+            None => DEFAULT_BURST,
+        };
+        Ok((qps, burst))
+    }
+}
 
 /// `qps` tokens per second, up to `burst` stored; starts full.
 #[derive(Clone, Debug)]
