@@ -836,8 +836,16 @@ async fn api_server_and_etcd_outages_mid_rollout() {
 /// apiserver_flowcontrol_{dispatched,rejected}_requests_total of one
 /// FlowSchema, from the API server's /metrics.
 async fn flowcontrol_counts(admin: &Client, schema: &str) -> (f64, f64) {
-    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let body = admin.request_text(req).await.unwrap();
+    // A few MB; on a busy machine one try can outlast the client's timeout.
+    let body = wait_for(
+        "the API server's /metrics",
+        Duration::from_secs(60),
+        || async {
+            let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+            admin.request_text(req).await.map_err(|e| e.to_string())
+        },
+    )
+    .await;
     let sum = |name: &str| -> f64 {
         body.lines()
             .filter(|l| l.starts_with(name) && l.contains(&format!("flow_schema=\"{schema}\"")))
