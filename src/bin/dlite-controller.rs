@@ -59,6 +59,8 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
+    // Readiness also needs the API server to answer (see Health).
+    let _probe = server::probe_api_server(client.clone(), health.clone());
     tracing::info!(namespace = ?args.namespace, leader_elect = args.runtime.leader_elect, qps, burst, "starting dlite-controller");
     let shutdown = dlite::telemetry::shutdown_signal().boxed().shared();
     let work = reconciler::run(

@@ -75,6 +75,8 @@ async fn main() -> anyhow::Result<()> {
     // The Lease is renewed on a client of its own, outside the scheduler's
     // QPS budget, so a busy scheduler never loses it for want of tokens.
     let lease_client = kube::Client::try_from(kube_config)?;
+    // Readiness also needs the API server to answer (see Health).
+    let _probe = server::probe_api_server(lease_client.clone(), health.clone());
     leader::run_as_leader(
         lease_client,
         &args.runtime,

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::core::{Selector, SelectorExt};
+use kube::core::{PartialObjectMeta, Selector, SelectorExt};
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -71,7 +71,6 @@ impl Error {
 pub struct Context {
     pub client: Client,
     pub replica_sets: Store<ReplicaSet>,
-    pub pods: Store<Pod>,
     pub recorder: Recorder,
     pub metrics: ControllerMetrics,
     /// Templates as the API server defaults them (see [`ServerDefaults`]).
@@ -111,7 +110,7 @@ pub async fn run(
 ) {
     let dls: Api<DeploymentLite> = api_for(&client, &opts.namespace);
     let rses: Api<ReplicaSet> = api_for(&client, &opts.namespace);
-    let pods: Api<Pod> = api_for(&client, &opts.namespace);
+    let pods: Api<PartialObjectMeta<Pod>> = api_for(&client, &opts.namespace);
 
     // Readiness is tracked from the watch streams themselves (the initial
     // list done), not with Store::wait_until_ready: that future keeps a
@@ -128,36 +127,44 @@ pub async fn run(
         track_sync(
             watcher(dls, watcher::Config::default().any_semantic()),
             synced[0].clone(),
+            health.clone(),
+            "deploymentlites",
         ),
     )
-    .default_backoff()
+    .backoff(crate::runtime::watch_backoff())
     .applied_objects();
     let (rs_store, rs_writer) = reflector::store();
     let rs_stream = reflector::reflector(
         rs_writer,
         track_sync(
-            watcher(rses, watcher::Config::default().any_semantic()),
+            watcher(rses, watcher::Config::default().any_semantic())
+                .modify(|rs| rs.metadata.managed_fields = None),
             synced[1].clone(),
+            health.clone(),
+            "replicasets",
         ),
     )
-    .default_backoff()
+    .backoff(crate::runtime::watch_backoff())
     .touched_objects();
-    // Only pods of ReplicaSets carry the hash label; that keeps the cache to
-    // what Recreate waits on.
-    let (pod_store, pod_writer) = reflector::store();
-    let pod_stream = reflector::reflector(
-        pod_writer,
-        track_sync(
-            watcher(
-                pods,
-                watcher::Config::default()
-                    .labels(POD_TEMPLATE_HASH_LABEL)
-                    .any_semantic(),
-            ),
-            synced[2].clone(),
+    // Pods are not cached: every pod of every ReplicaSet in scope carries
+    // the hash label, most of them not a DeploymentLite's (a Deployment's
+    // do too), and a cache of them grows with the cluster. The watch only
+    // wakes the DeploymentLite behind a pod that goes away (Recreate waits
+    // for those), and needs nothing but metadata for that; the few
+    // reconciles that read pods list them (see `pods_of`).
+    let pod_stream = track_sync(
+        watcher(
+            pods,
+            watcher::Config::default()
+                .labels(POD_TEMPLATE_HASH_LABEL)
+                .any_semantic(),
         ),
+        synced[2].clone(),
+        health.clone(),
+        "pods",
     )
-    .default_backoff()
+    .modify(|p| p.metadata.managed_fields = None)
+    .backoff(crate::runtime::watch_backoff())
     .touched_objects();
 
     let recorder = Recorder::new(
@@ -168,15 +175,19 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client,
         replica_sets: rs_store.clone(),
-        pods: pod_store.clone(),
         recorder,
         metrics: metrics.clone(),
         defaults: ServerDefaults::default(),
         expectations: Expectations::default(),
     });
 
+    // Each watch above backs off on its own errors; the Controller's own
+    // backoff on the merged trigger streams (client-go's, up to 30 s plus
+    // jitter) would wait again on every one of them, and kept it deaf for up
+    // to a minute after an API server outage.
     let controller = Controller::for_stream(dl_stream, dl_store.clone())
-        .with_config(ControllerConfig::default().debounce(Duration::from_millis(50)));
+        .with_config(ControllerConfig::default().debounce(Duration::from_millis(50)))
+        .trigger_backoff(crate::runtime::NoBackoff);
     let dls_for_depth = dl_store.clone();
     let background = tokio::spawn(async move {
         health.set_ready(false, "waiting for the caches to sync");
@@ -219,7 +230,7 @@ pub async fn run(
             }
             owners
         })
-        .watches_stream(pod_stream, move |pod: Pod| {
+        .watches_stream(pod_stream, move |pod: PartialObjectMeta<Pod>| {
             pod_owner(&rs_store_for_pods, &pod)
         })
         .graceful_shutdown_on(shutdown)
@@ -234,15 +245,25 @@ pub async fn run(
     background.abort();
 }
 
-/// Passes watch events through, raising `flag` once the initial list is in.
-fn track_sync<K, S>(stream: S, flag: Arc<AtomicBool>) -> impl futures::Stream<Item = S::Item>
+/// Passes watch events through, raising `flag` once the initial list is in
+/// and telling `health` whether the watch is failing (readiness).
+fn track_sync<K, S>(
+    stream: S,
+    flag: Arc<AtomicBool>,
+    health: Arc<Health>,
+    watch: &'static str,
+) -> impl futures::Stream<Item = S::Item>
 where
     S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {
-    stream.inspect(move |ev| {
-        if let Ok(watcher::Event::InitDone) = ev {
-            flag.store(true, Ordering::SeqCst);
+    stream.inspect(move |ev| match ev {
+        Ok(e) => {
+            if let watcher::Event::InitDone = e {
+                flag.store(true, Ordering::SeqCst);
+            }
+            health.watch_outcome(watch, None);
         }
+        Err(e) => health.watch_outcome(watch, Some(e.to_string())),
     })
 }
 
@@ -271,14 +292,13 @@ fn replica_set_owners(
 }
 
 /// A pod that is going away may unblock a Recreate rollout of the
-/// DeploymentLite behind its ReplicaSet.
-fn pod_owner(rses: &Store<ReplicaSet>, pod: &Pod) -> Option<ObjectRef<DeploymentLite>> {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    if pod.metadata.deletion_timestamp.is_none()
-        && !matches!(phase, Some("Failed") | Some("Succeeded"))
-    {
-        return None;
-    }
+/// DeploymentLite behind its ReplicaSet. (A pod that finishes changes its
+/// ReplicaSet's status, which wakes the DeploymentLite through that watch.)
+fn pod_owner(
+    rses: &Store<ReplicaSet>,
+    pod: &PartialObjectMeta<Pod>,
+) -> Option<ObjectRef<DeploymentLite>> {
+    pod.metadata.deletion_timestamp.as_ref()?;
     let owner = pod
         .owner_references()
         .iter()
@@ -289,6 +309,43 @@ fn pod_owner(rses: &Store<ReplicaSet>, pod: &Pod) -> Option<ObjectRef<Deployment
         .iter()
         .find(|o| o.controller == Some(true) && o.kind == "DeploymentLite")?;
     Some(ObjectRef::new(&dl.name).within(&pod.namespace()?))
+}
+
+/// The pods of `claimed` ReplicaSets, listed from the API server (a
+/// consistent read): only a Recreate rollout reads pods, and only while
+/// old ReplicaSets exist, so they are not worth a cache (see `run`).
+async fn pods_of(
+    ctx: &Context,
+    dl: &DeploymentLite,
+    ns: &str,
+    claimed: &[ReplicaSet],
+) -> Result<Vec<Pod>, Error> {
+    if dl.spec.strategy.type_ != crate::api::StrategyType::Recreate || claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let uids: HashSet<String> = claimed.iter().filter_map(|rs| rs.uid()).collect();
+    let selector = Selector::try_from(dl.spec.selector.clone())
+        .map_err(|_| Error::MissingField("a valid spec.selector"))?;
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let list = api
+        .list(&kube::api::ListParams::default().labels(&selector.to_string()))
+        .await
+        .map_err(|e| {
+            Error::api(
+                "listing pods of",
+                format!("DeploymentLite {}", dl.name_any()),
+                e,
+            )
+        })?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && uids.contains(&o.uid))
+        })
+        .collect())
 }
 
 fn selects(dl: &DeploymentLite, labels: &BTreeMap<String, String>) -> bool {
@@ -374,19 +431,7 @@ async fn reconcile_inner(
         .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
         .collect();
     let claimed = claim_replica_sets(&ctx, &dl, &ns, rses).await?;
-    let uids: HashSet<String> = claimed.iter().filter_map(|rs| rs.uid()).collect();
-    let pods: Vec<Pod> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|p| {
-            p.owner_references()
-                .iter()
-                .any(|o| o.controller == Some(true) && uids.contains(&o.uid))
-        })
-        .map(|p| p.as_ref().clone())
-        .collect();
+    let pods = pods_of(&ctx, &dl, &ns, &claimed).await?;
 
     let template = defaulted_template(&ctx, &dl).await?;
     let plan = planner::plan(SyncInput {

@@ -51,7 +51,6 @@ fn context(api: &FakeApi) -> Context {
     Context {
         client: api.client.clone(),
         replica_sets: Writer::<ReplicaSet>::default().as_reader(),
-        pods: Writer::<Pod>::default().as_reader(),
         recorder: Recorder::new(api.client.clone(), CONTROLLER_NAME, None),
         metrics: ControllerMetrics::register(&mut Registry::default()),
         defaults: ServerDefaults::default(),

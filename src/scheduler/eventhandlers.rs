@@ -7,11 +7,18 @@
 //! locks or copies, and no event can change it mid-cycle; the cycle itself
 //! fans nodes out over the [`Parallelizer`]. Everything the loop hears
 //! arrives as a [`Msg`] on one channel, in the order it happened.
+//!
+//! The channel is bounded ([`MSG_CHANNEL_CAPACITY`]): when the loop falls
+//! behind, the senders (watch forwarders and binding tasks, all async) wait
+//! instead of queueing without limit, and a waiting watch leaves its events
+//! on the API server's side, which ends a watcher that lags too far and
+//! makes it relist. Memory stays bounded however fast the cluster changes.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::mpsc::{Receiver, Sender};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
@@ -33,6 +40,11 @@ use super::framework::parallelize::Parallelizer;
 use super::framework::types::{assigned_node, is_terminal, node_name};
 use super::metrics::{RESULT_ERROR, RESULT_SCHEDULED, RESULT_UNSCHEDULABLE, SchedulerMetrics};
 use super::schedule_one::{FitError, schedule_pod_with};
+
+/// Messages the loop's channel holds before senders wait. A relist of a
+/// large cluster streams through it a page at a time; 1024 events are a
+/// few milliseconds of the loop's work, enough to keep it busy.
+pub const MSG_CHANNEL_CAPACITY: usize = 1024;
 
 /// How soon a pod whose last failure is still being written is tried again.
 const FAILURE_WRITE_RETRY: Duration = Duration::from_millis(100);
@@ -188,7 +200,7 @@ impl Scheduler {
 
     /// Runs until a [`Msg::Shutdown`] (or every sender is gone), then waits
     /// briefly for bindings already sent.
-    pub fn run(mut self, rx: Receiver<Msg>) {
+    pub fn run(mut self, mut rx: Receiver<Msg>) {
         let mut last_log = Instant::now();
         let mut last_metrics = Instant::now();
         let mut was_synced = false;
@@ -234,16 +246,29 @@ impl Scheduler {
                 .map(|t| t.saturating_duration_since(now))
                 .unwrap_or(IDLE_TICK)
                 .min(IDLE_TICK);
-            match rx.recv_timeout(timeout) {
-                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(msg) => self.handle(msg),
-                Err(RecvTimeoutError::Timeout) => {}
+            match self.recv_timeout(&mut rx, timeout) {
+                Ok(Some(Msg::Shutdown)) | Ok(None) => break,
+                Ok(Some(msg)) => self.handle(msg),
+                Err(_elapsed) => {}
             }
         }
-        self.shut_down(&rx);
+        self.shut_down(&mut rx);
     }
 
-    fn shut_down(&mut self, rx: &Receiver<Msg>) {
+    /// The next message, waiting at most `timeout` (the loop runs on a
+    /// blocking thread of the runtime, so it may block on the runtime).
+    /// Ok(None): every sender is gone.
+    fn recv_timeout(
+        &self,
+        rx: &mut Receiver<Msg>,
+        timeout: Duration,
+    ) -> Result<Option<Msg>, tokio::time::error::Elapsed> {
+        self.io
+            .runtime
+            .block_on(tokio::time::timeout(timeout, rx.recv()))
+    }
+
+    fn shut_down(&mut self, rx: &mut Receiver<Msg>) {
         tracing::info!(
             bindings = self.binds_in_flight,
             failure_writes = self.failure_writes.len(),
@@ -258,10 +283,12 @@ impl Scheduler {
                 );
                 break;
             };
-            match rx.recv_timeout(left) {
-                Ok(msg @ (Msg::BindDone { .. } | Msg::FailureRecorded { .. })) => self.handle(msg),
-                Ok(_) => {}
-                Err(_) => break,
+            match self.recv_timeout(rx, left) {
+                Ok(Some(msg @ (Msg::BindDone { .. } | Msg::FailureRecorded { .. }))) => {
+                    self.handle(msg)
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
             }
         }
         self.log_state();
@@ -532,11 +559,13 @@ impl Scheduler {
                     note: format!("Successfully assigned {} to {node}", key),
                 });
             }
-            let _ = tx.send(Msg::BindDone {
-                key,
-                uid: pod.metadata.uid.clone(),
-                outcome,
-            });
+            let _ = tx
+                .send(Msg::BindDone {
+                    key,
+                    uid: pod.metadata.uid.clone(),
+                    outcome,
+                })
+                .await;
         });
     }
 
@@ -565,7 +594,7 @@ impl Scheduler {
             if let Err(e) = binder::record_failure(&client, &pod, &record).await {
                 tracing::debug!(pod = %key, error = %e, "recording the scheduling failure failed");
             }
-            let _ = tx.send(Msg::FailureRecorded { key });
+            let _ = tx.send(Msg::FailureRecorded { key }).await;
         });
     }
 }

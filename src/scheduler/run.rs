@@ -15,7 +15,7 @@ use thiserror::Error;
 use super::backend::queue::QueueConfig;
 use super::binder::EventSink;
 use super::config::SchedulerConfig;
-use super::eventhandlers::{Io, LoopConfig, Msg, Observability, Scheduler};
+use super::eventhandlers::{Io, LoopConfig, MSG_CHANNEL_CAPACITY, Msg, Observability, Scheduler};
 use super::framework::parallelize::Parallelizer;
 use super::plugins::default_framework;
 
@@ -78,7 +78,8 @@ pub async fn run(
         EVENT_QUEUE,
     );
 
-    let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(MSG_CHANNEL_CAPACITY);
+    let health = observe.health.clone();
     let mut watches = Vec::new();
     {
         // Terminal pods hold no resources; the server leaves them out (and
@@ -86,28 +87,43 @@ pub async fn run(
         let cfg = watcher::Config::default()
             .fields("status.phase!=Succeeded,status.phase!=Failed")
             .page_size(LIST_PAGE_SIZE);
-        let stream = watcher(Api::<Pod>::all(client.clone()), cfg).default_backoff();
+        let stream =
+            watcher(Api::<Pod>::all(client.clone()), cfg).backoff(crate::runtime::watch_backoff());
         let tx = tx.clone();
-        watches.push(tokio::spawn(forward(stream, tx, "pods", |e| {
-            Msg::Pod(Box::new(strip(e)))
-        })));
+        watches.push(tokio::spawn(forward(
+            stream,
+            tx,
+            health.clone(),
+            "pods",
+            |e| Msg::Pod(Box::new(strip(e))),
+        )));
     }
     {
         let cfg = watcher::Config::default().page_size(LIST_PAGE_SIZE);
-        let stream = watcher(Api::<Node>::all(client.clone()), cfg).default_backoff();
+        let stream =
+            watcher(Api::<Node>::all(client.clone()), cfg).backoff(crate::runtime::watch_backoff());
         let tx = tx.clone();
-        watches.push(tokio::spawn(forward(stream, tx, "nodes", |e| {
-            Msg::Node(Box::new(strip(e)))
-        })));
+        watches.push(tokio::spawn(forward(
+            stream,
+            tx,
+            health.clone(),
+            "nodes",
+            |e| Msg::Node(Box::new(strip(e))),
+        )));
     }
     {
         // Only labels matter (namespaceSelector in affinity terms).
         let api = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        let stream =
+            watcher(api, watcher::Config::default()).backoff(crate::runtime::watch_backoff());
         let tx = tx.clone();
-        watches.push(tokio::spawn(forward(stream, tx, "namespaces", |e| {
-            Msg::Namespace(Box::new(e.modify(|o| o.metadata.managed_fields = None)))
-        })));
+        watches.push(tokio::spawn(forward(
+            stream,
+            tx,
+            health.clone(),
+            "namespaces",
+            |e| Msg::Namespace(Box::new(e.modify(|o| o.metadata.managed_fields = None))),
+        )));
     }
 
     let framework = default_framework(config.profile.clone());
@@ -141,7 +157,7 @@ pub async fn run(
     let result = tokio::select! {
         _ = shutdown => {
             tracing::info!("shutdown requested");
-            let _ = tx.send(Msg::Shutdown);
+            let _ = tx.send(Msg::Shutdown).await;
             (&mut schedule_loop).await
         }
         r = &mut schedule_loop => r,
@@ -157,9 +173,15 @@ pub async fn run(
     result.map_err(|_| RunError::LoopPanicked)
 }
 
-/// Feeds one watch into the loop's channel until the loop is gone.
-async fn forward<S, E, F>(stream: S, tx: std::sync::mpsc::Sender<Msg>, what: &'static str, wrap: F)
-where
+/// Feeds one watch into the loop's channel until the loop is gone, waiting
+/// while the channel is full, and tells `health` whether the watch fails.
+async fn forward<S, E, F>(
+    stream: S,
+    tx: tokio::sync::mpsc::Sender<Msg>,
+    health: Option<std::sync::Arc<crate::runtime::server::Health>>,
+    what: &'static str,
+    wrap: F,
+) where
     S: futures::Stream<Item = Result<E, watcher::Error>>,
     F: Fn(E) -> Msg,
 {
@@ -167,12 +189,21 @@ where
     while let Some(item) = stream.next().await {
         match item {
             Ok(event) => {
-                if tx.send(wrap(event)).is_err() {
+                if let Some(h) = &health {
+                    h.watch_outcome(what, None);
+                }
+                if tx.send(wrap(event)).await.is_err() {
                     return;
                 }
             }
-            // The watcher retries with backoff; the error is only reported.
-            Err(e) => tracing::warn!(watch = what, error = %e, "watch error"),
+            // The watcher retries with backoff; the error is reported, and
+            // the component is not ready until the watch resumes.
+            Err(e) => {
+                tracing::warn!(watch = what, error = %e, "watch error");
+                if let Some(h) = &health {
+                    h.watch_outcome(what, Some(e.to_string()));
+                }
+            }
         }
     }
 }

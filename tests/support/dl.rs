@@ -309,8 +309,25 @@ impl Sampler {
                             .push(format!("{} live pods > {max_total}", live.len()));
                     }
                     if ready < min_ready {
-                        s.violations
-                            .push(format!("{ready} ready pods < {min_ready}"));
+                        // What the controller saw: each ReplicaSet's size
+                        // and its status (replicas, available).
+                        let rs_view: Vec<String> = rl
+                            .items
+                            .iter()
+                            .map(|rs| {
+                                let st = rs.status.clone().unwrap_or_default();
+                                format!(
+                                    "{}={}/{}/{}",
+                                    rs.metadata.name.as_deref().unwrap_or(""),
+                                    rs_replicas(rs),
+                                    st.replicas,
+                                    st.available_replicas.unwrap_or(0)
+                                )
+                            })
+                            .collect();
+                        s.violations.push(format!(
+                            "{ready} ready pods < {min_ready} (ReplicaSets size/replicas/available: {rs_view:?})"
+                        ));
                     }
                     if rs_total as usize > max_total {
                         s.violations

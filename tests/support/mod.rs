@@ -168,6 +168,17 @@ pub struct Process {
 
 impl Process {
     pub fn start(bin: &str, name: &str, args: &[&str]) -> Self {
+        Self::start_against(bin, name, args, &kubeconfig_path())
+    }
+
+    /// Like `start`, against the cluster `kubeconfig` names (a control
+    /// plane of the test's own).
+    pub fn start_against(
+        bin: &str,
+        name: &str,
+        args: &[&str],
+        kubeconfig: &std::path::Path,
+    ) -> Self {
         let dir = repo_root().join("target/test-logs");
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join(format!("{name}.log"));
@@ -178,7 +189,7 @@ impl Process {
             .unwrap();
         let child = Command::new(bin)
             .args(args)
-            .env("KUBECONFIG", kubeconfig_path())
+            .env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info,dlite=debug".into()),

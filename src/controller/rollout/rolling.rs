@@ -158,7 +158,23 @@ pub fn reconcile_old_replica_sets(
     // Step 3. Upstream counts the available pods of the active old
     // ReplicaSets and the new one only: pods of an old ReplicaSet already
     // scaled to 0 are on their way out and must not pay for more scale-down.
-    let counted: Vec<RsState> = active_old.iter().cloned().chain(new_rs.cloned()).collect();
+    //
+    // Each ReplicaSet's available pods count only up to its size. A
+    // ReplicaSet just scaled down still reports its old availability until
+    // its controller has deleted the excess pods and written its status
+    // again; counting those pods, which are going, let the next sync scale
+    // down again on their account (seen after an API server outage, when
+    // statuses lag: 13 Ready pods for a minimum of 15). Upstream counts the
+    // stale figure; with fresh statuses the two agree.
+    let counted: Vec<RsState> = active_old
+        .iter()
+        .chain(new_rs)
+        .cloned()
+        .map(|mut rs| {
+            rs.available_replicas = rs.available_replicas.min(rs.spec_replicas);
+            rs
+        })
+        .collect();
     let (scaled, _) = scale_down_old_replica_sets_for_rolling_update(
         &counted,
         &after_cleanup,
