@@ -95,6 +95,17 @@ impl ControlPlane {
             // Only kwok nodes: a real kubelet would be one more process
             // the faults disturb.
             ("DLITE_REAL_NODE", "0".to_string()),
+            // kube-controller-manager v1.36.3's ReplicaSet controller waits
+            // until its informer has seen its own last write (the
+            // StaleControllerConsistencyReplicaSet gate, on by default).
+            // After an etcd SIGKILL it once kept logging "read version: 1339
+            // is not as new as written version: 1370" and created no pod
+            // for 120 s; the suite judges DeploymentLite's recovery, not
+            // that, so the gate is off on these planes only.
+            (
+                "DLITE_KCM_FEATURE_GATES",
+                "StaleControllerConsistencyReplicaSet=false".to_string(),
+            ),
         ];
         let mut cp = ControlPlane {
             tag: tag.into(),
