@@ -23,7 +23,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::api::{DeploymentLite, DeploymentLiteStatus, POD_TEMPLATE_HASH_LABEL};
+use crate::api::{DeploymentLite, DeploymentLiteStatus, POD_TEMPLATE_HASH_LABEL, StrategyType};
 use crate::controller::defaulting::{Defaulted, ServerDefaults};
 use crate::controller::hash::equal_ignore_hash;
 use crate::controller::planner::{self, Action, EventType, SyncInput, controller_ref};
@@ -66,15 +66,63 @@ impl Error {
     }
 }
 
-/// Shared by every reconcile: one client, the watch caches, one recorder.
+/// Shared by every reconcile: one client, the watch caches, one event queue.
 pub struct Context {
     pub client: Client,
     pub replica_sets: Store<ReplicaSet>,
     pub pods: Store<Pod>,
-    pub recorder: Recorder,
+    pub events: EventQueue,
     pub metrics: ControllerMetrics,
     /// Templates as the API server defaults them (see [`ServerDefaults`]).
     pub defaults: ServerDefaults,
+}
+
+/// One event waiting to be recorded.
+struct QueuedEvent {
+    regarding: k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: String,
+    action: &'static str,
+    message: String,
+}
+
+/// Events are recorded by a task of their own, in the order they were
+/// queued, as client-go's event broadcaster does for upstream's
+/// controllers: a sync never waits for an event request between its
+/// writes. The queue is bounded like the broadcaster's (1000); when it is
+/// full an event is dropped with a warning rather than holding up a
+/// rollout.
+#[derive(Clone)]
+pub struct EventQueue {
+    tx: tokio::sync::mpsc::Sender<QueuedEvent>,
+}
+
+impl EventQueue {
+    const CAPACITY: usize = 1000;
+
+    /// Starts the recording task; it ends when every sender is gone.
+    pub fn start(recorder: Recorder) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<QueuedEvent>(Self::CAPACITY);
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                // An event that cannot be recorded is not a reason to stop
+                // a rollout.
+                if let Err(err) = recorder
+                    .publish(&e.regarding, e.type_, &e.reason, e.action, &e.message)
+                    .await
+                {
+                    warn!(error = %err, reason = e.reason, "could not record event");
+                }
+            }
+        });
+        EventQueue { tx }
+    }
+
+    fn send(&self, event: QueuedEvent) {
+        if let Err(e) = self.tx.try_send(event) {
+            warn!(error = %e, "event queue full; dropping an event");
+        }
+    }
 }
 
 /// Options of the controller process.
@@ -166,13 +214,19 @@ pub async fn run(
         client,
         replica_sets: rs_store.clone(),
         pods: pod_store.clone(),
-        recorder,
+        events: EventQueue::start(recorder),
         metrics: metrics.clone(),
         defaults: ServerDefaults::default(),
     });
 
+    // No debounce: kube-runtime's is trailing-edge, so every ReplicaSet
+    // status update (one per pod turning Ready) pushed the next sync back
+    // again, and each step of a rolling update waited for the last of them
+    // plus the delay. Like upstream's work queue, a request for an object
+    // whose reconcile is running is held (never run concurrently) and
+    // requests that pile up meanwhile collapse into one.
     let controller = Controller::for_stream(dl_stream, dl_store.clone())
-        .with_config(ControllerConfig::default().debounce(Duration::from_millis(50)));
+        .with_config(ControllerConfig::default());
     let dls_for_depth = dl_store.clone();
     let background = tokio::spawn(async move {
         health.set_ready(false, "waiting for the caches to sync");
@@ -196,12 +250,13 @@ pub async fn run(
     });
     let dl_store_for_rs = dl_store.clone();
     let rs_store_for_pods = rs_store.clone();
+    let dl_store_for_pods = dl_store.clone();
     controller
         .watches_stream(rs_stream, move |rs: ReplicaSet| {
             replica_set_owners(&dl_store_for_rs, &rs)
         })
         .watches_stream(pod_stream, move |pod: Pod| {
-            pod_owner(&rs_store_for_pods, &pod)
+            pod_owner(&dl_store_for_pods, &rs_store_for_pods, &pod)
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -252,8 +307,16 @@ fn replica_set_owners(
 }
 
 /// A pod that is going away may unblock a Recreate rollout of the
-/// DeploymentLite behind its ReplicaSet.
-fn pod_owner(rses: &Store<ReplicaSet>, pod: &Pod) -> Option<ObjectRef<DeploymentLite>> {
+/// DeploymentLite behind its ReplicaSet. Only a Recreate rollout waits on
+/// pods (upstream's deletePod handler also wakes only Recreate
+/// Deployments): a RollingUpdate reads its ReplicaSets' status alone, and
+/// a sync for every terminating pod of a scale-down would only hold up the
+/// sync that the next ReplicaSet status asks for.
+fn pod_owner(
+    dls: &Store<DeploymentLite>,
+    rses: &Store<ReplicaSet>,
+    pod: &Pod,
+) -> Option<ObjectRef<DeploymentLite>> {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     if pod.metadata.deletion_timestamp.is_none()
         && !matches!(phase, Some("Failed") | Some("Succeeded"))
@@ -269,7 +332,11 @@ fn pod_owner(rses: &Store<ReplicaSet>, pod: &Pod) -> Option<ObjectRef<Deployment
         .owner_references()
         .iter()
         .find(|o| o.controller == Some(true) && o.kind == "DeploymentLite")?;
-    Some(ObjectRef::new(&dl.name).within(&pod.namespace()?))
+    let dl = ObjectRef::new(&dl.name).within(&pod.namespace()?);
+    let recreate = dls
+        .get(&dl)
+        .is_some_and(|d| d.spec.strategy.type_ == StrategyType::Recreate);
+    recreate.then_some(dl)
 }
 
 fn selects(dl: &DeploymentLite, labels: &BTreeMap<String, String>) -> bool {
@@ -279,13 +346,20 @@ fn selects(dl: &DeploymentLite, labels: &BTreeMap<String, String>) -> bool {
     }
 }
 
+/// How soon a sync that met a 409 Conflict runs again.
+const CONFLICT_RETRY: Duration = Duration::from_millis(20);
+
 /// Requeue policy on errors: conflicts are retried almost at once (fresh
 /// state is already in the cache or on its way); anything else backs off.
 pub fn error_policy(dl: Arc<DeploymentLite>, err: &Error, _ctx: Arc<Context>) -> Requeue {
     match err {
         Error::Conflict { .. } => {
             debug!(deploymentlite = %dl.name_any(), error = %err, "conflict; retrying");
-            Requeue::requeue(Duration::from_millis(200))
+            // Upstream's work queue retries after 5 ms at first. A conflict
+            // on the status write that ends a sync (the watch had not yet
+            // delivered our own previous write) holds back what users
+            // wait on, the status, for as long as this delay.
+            Requeue::requeue(CONFLICT_RETRY)
         }
         _ => {
             warn!(deploymentlite = %dl.name_any(), error = %err, "reconcile failed");
@@ -457,26 +531,21 @@ async fn claim_replica_sets(
     Ok(claimed)
 }
 
-async fn publish(
-    ctx: &Context,
-    dl: &DeploymentLite,
-    type_: EventType,
-    reason: &str,
-    message: String,
-) {
+/// Queues an event about `dl` (see [`EventQueue`]); it does not wait for
+/// the event to be written.
+fn publish(ctx: &Context, dl: &DeploymentLite, type_: EventType, reason: &str, message: String) {
     let action = if reason == planner::reason::SCALING_RS {
         "Scale"
     } else {
         "Reconcile"
     };
-    // An event that cannot be recorded is not a reason to stop a rollout.
-    if let Err(e) = ctx
-        .recorder
-        .publish(&dl.object_ref(&()), type_, reason, action, &message)
-        .await
-    {
-        warn!(error = %e, reason, "could not record event");
-    }
+    ctx.events.send(QueuedEvent {
+        regarding: dl.object_ref(&()),
+        type_,
+        reason: reason.to_string(),
+        action,
+        message,
+    });
 }
 
 /// Executes a plan in order, then records the status.
@@ -503,8 +572,7 @@ async fn execute(
                         info!(replicaset = %rs_name, replicas = size, "created ReplicaSet");
                         if size > 0 {
                             let msg = format!("Scaled up replica set {rs_name} from 0 to {size}");
-                            publish(ctx, dl, EventType::Normal, planner::reason::SCALING_RS, msg)
-                                .await;
+                            publish(ctx, dl, EventType::Normal, planner::reason::SCALING_RS, msg);
                         }
                     }
                     Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
@@ -536,8 +604,7 @@ async fn execute(
                             EventType::Warning,
                             planner::reason::CREATE_ERROR,
                             msg.clone(),
-                        )
-                        .await;
+                        );
                         if planner::has_progress_deadline(dl) {
                             set_condition(
                                 &mut status.conditions,
@@ -576,7 +643,7 @@ async fn execute(
                     info!(replicaset = %rs_name, from, to = replicas, "scaled ReplicaSet");
                     let msg =
                         format!("Scaled {dir} replica set {rs_name} from {from} to {replicas}");
-                    publish(ctx, dl, EventType::Normal, planner::reason::SCALING_RS, msg).await;
+                    publish(ctx, dl, EventType::Normal, planner::reason::SCALING_RS, msg);
                 }
             }
             Action::DeleteReplicaSet {
@@ -638,7 +705,7 @@ async fn execute(
                 type_,
                 reason,
                 message,
-            } => publish(ctx, dl, type_, reason, message).await,
+            } => publish(ctx, dl, type_, reason, message),
         }
     }
 
@@ -716,7 +783,7 @@ async fn handle_name_collision(
     let msg = format!(
         "ReplicaSet {rs_name} already exists with a different template (controlled by {owner}); collisionCount raised to {count} to pick a new name"
     );
-    publish(ctx, dl, EventType::Warning, "ReplicaSetNameCollision", msg).await;
+    publish(ctx, dl, EventType::Warning, "ReplicaSetNameCollision", msg);
     let dl_api: Api<DeploymentLite> =
         Api::namespaced(ctx.client.clone(), &dl.namespace().unwrap_or_default());
     write_status(&dl_api, current, status).await?;
