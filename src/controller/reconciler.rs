@@ -171,7 +171,7 @@ pub async fn run(
     let dl_stream = reflector::reflector(
         dl_writer,
         track_sync(
-            watcher(dls, watcher::Config::default().any_semantic()),
+            watcher(dls, watcher::Config::default().any_semantic()).modify(strip_managed_fields),
             synced[0].clone(),
         ),
     )
@@ -181,7 +181,7 @@ pub async fn run(
     let rs_stream = reflector::reflector(
         rs_writer,
         track_sync(
-            watcher(rses, watcher::Config::default().any_semantic()),
+            watcher(rses, watcher::Config::default().any_semantic()).modify(strip_managed_fields),
             synced[1].clone(),
         ),
     )
@@ -198,7 +198,8 @@ pub async fn run(
                 watcher::Config::default()
                     .labels(POD_TEMPLATE_HASH_LABEL)
                     .any_semantic(),
-            ),
+            )
+            .modify(strip_pod),
             synced[2].clone(),
         ),
     )
@@ -268,6 +269,34 @@ pub async fn run(
         })
         .await;
     background.abort();
+}
+
+/// The caches hold every DeploymentLite, ReplicaSet and pod in scope, and
+/// managedFields are often the largest part of an object. Nothing here
+/// reads them, and no write sends them back: status writes and the
+/// rollback's replace leave them out, so the API server keeps what it has.
+fn strip_managed_fields<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
+/// A pod is cached only for what Recreate waits on and what maps it to its
+/// ReplicaSet: its owner, whether it is being deleted, and its phase
+/// (`planner` `old_pods_running`, `pod_owner`). The spec, the rest of the
+/// status and the labels and annotations are dropped, so 5 pods of each of
+/// 1000 DeploymentLites cost little memory.
+fn strip_pod(pod: &mut Pod) {
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
+    pod.spec = None;
+    pod.status = pod
+        .status
+        .take()
+        .map(|s| k8s_openapi::api::core::v1::PodStatus {
+            phase: s.phase,
+            ..Default::default()
+        });
 }
 
 /// Passes watch events through, raising `flag` once the initial list is in.
