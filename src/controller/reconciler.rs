@@ -23,7 +23,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::api::{DeploymentLite, DeploymentLiteStatus, POD_TEMPLATE_HASH_LABEL};
+use crate::api::{DeploymentLite, DeploymentLiteStatus, POD_TEMPLATE_HASH_LABEL, StrategyType};
 use crate::controller::defaulting::{Defaulted, ServerDefaults};
 use crate::controller::expectations::Expectations;
 use crate::controller::hash::equal_ignore_hash;
@@ -67,16 +67,64 @@ impl Error {
     }
 }
 
-/// Shared by every reconcile: one client, the watch caches, one recorder.
+/// Shared by every reconcile: one client, the watch caches, one event queue.
 pub struct Context {
     pub client: Client,
     pub replica_sets: Store<ReplicaSet>,
-    pub recorder: Recorder,
+    pub events: EventQueue,
     pub metrics: ControllerMetrics,
     /// Templates as the API server defaults them (see [`ServerDefaults`]).
     pub defaults: ServerDefaults,
     /// This controller's ReplicaSet writes the cache has not yet shown.
     pub expectations: Expectations,
+}
+
+/// One event waiting to be recorded.
+struct QueuedEvent {
+    regarding: k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: String,
+    action: &'static str,
+    message: String,
+}
+
+/// Events are recorded by a task of their own, in the order they were
+/// queued, as client-go's event broadcaster does for upstream's
+/// controllers: a sync never waits for an event request between its
+/// writes. The queue is bounded like the broadcaster's (1000); when it is
+/// full an event is dropped with a warning rather than holding up a
+/// rollout.
+#[derive(Clone)]
+pub struct EventQueue {
+    tx: tokio::sync::mpsc::Sender<QueuedEvent>,
+}
+
+impl EventQueue {
+    const CAPACITY: usize = 1000;
+
+    /// Starts the recording task; it ends when every sender is gone.
+    pub fn start(recorder: Recorder) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<QueuedEvent>(Self::CAPACITY);
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                // An event that cannot be recorded is not a reason to stop
+                // a rollout.
+                if let Err(err) = recorder
+                    .publish(&e.regarding, e.type_, &e.reason, e.action, &e.message)
+                    .await
+                {
+                    warn!(error = %err, reason = e.reason, "could not record event");
+                }
+            }
+        });
+        EventQueue { tx }
+    }
+
+    fn send(&self, event: QueuedEvent) {
+        if let Err(e) = self.tx.try_send(event) {
+            warn!(error = %e, "event queue full; dropping an event");
+        }
+    }
 }
 
 /// Options of the controller process.
@@ -125,7 +173,7 @@ pub async fn run(
     let dl_stream = reflector::reflector(
         dl_writer,
         track_sync(
-            watcher(dls, watcher::Config::default().any_semantic()),
+            watcher(dls, watcher::Config::default().any_semantic()).modify(strip_managed_fields),
             synced[0].clone(),
             health.clone(),
             "deploymentlites",
@@ -137,8 +185,7 @@ pub async fn run(
     let rs_stream = reflector::reflector(
         rs_writer,
         track_sync(
-            watcher(rses, watcher::Config::default().any_semantic())
-                .modify(|rs| rs.metadata.managed_fields = None),
+            watcher(rses, watcher::Config::default().any_semantic()).modify(strip_managed_fields),
             synced[1].clone(),
             health.clone(),
             "replicasets",
@@ -175,18 +222,24 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client,
         replica_sets: rs_store.clone(),
-        recorder,
+        events: EventQueue::start(recorder),
         metrics: metrics.clone(),
         defaults: ServerDefaults::default(),
         expectations: Expectations::default(),
     });
 
+    // No debounce: kube-runtime's is trailing-edge, so every ReplicaSet
+    // status update (one per pod turning Ready) pushed the next sync back
+    // again, and each step of a rolling update waited for the last of them
+    // plus the delay. Like upstream's work queue, a request for an object
+    // whose reconcile is running is held (never run concurrently) and
+    // requests that pile up meanwhile collapse into one.
     // Each watch above backs off on its own errors; the Controller's own
     // backoff on the merged trigger streams (client-go's, up to 30 s plus
     // jitter) would wait again on every one of them, and kept it deaf for up
     // to a minute after an API server outage.
     let controller = Controller::for_stream(dl_stream, dl_store.clone())
-        .with_config(ControllerConfig::default().debounce(Duration::from_millis(50)))
+        .with_config(ControllerConfig::default())
         .trigger_backoff(crate::runtime::NoBackoff);
     let dls_for_depth = dl_store.clone();
     let background = tokio::spawn(async move {
@@ -212,6 +265,7 @@ pub async fn run(
     let dl_store_for_rs = dl_store.clone();
     let rs_store_for_pods = rs_store.clone();
     let ctx_for_rs = ctx.clone();
+    let dl_store_for_pods = dl_store.clone();
     controller
         .watches_stream(rs_stream, move |rs: ReplicaSet| {
             let owners = replica_set_owners(&dl_store_for_rs, &rs);
@@ -231,7 +285,7 @@ pub async fn run(
             owners
         })
         .watches_stream(pod_stream, move |pod: PartialObjectMeta<Pod>| {
-            pod_owner(&rs_store_for_pods, &pod)
+            pod_owner(&dl_store_for_pods, &rs_store_for_pods, &pod)
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -243,6 +297,14 @@ pub async fn run(
         })
         .await;
     background.abort();
+}
+
+/// The caches hold every DeploymentLite and ReplicaSet in scope, and
+/// managedFields are often the largest part of an object. Nothing here
+/// reads them, and no write sends them back: status writes and the
+/// rollback's replace leave them out, so the API server keeps what it has.
+fn strip_managed_fields<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
 }
 
 /// Passes watch events through, raising `flag` once the initial list is in
@@ -294,7 +356,12 @@ fn replica_set_owners(
 /// A pod that is going away may unblock a Recreate rollout of the
 /// DeploymentLite behind its ReplicaSet. (A pod that finishes changes its
 /// ReplicaSet's status, which wakes the DeploymentLite through that watch.)
+/// Only a Recreate rollout waits on pods (upstream's deletePod handler also
+/// wakes only Recreate Deployments): a RollingUpdate reads its ReplicaSets'
+/// status alone, and a sync for every terminating pod of a scale-down would
+/// only hold up the sync that the next ReplicaSet status asks for.
 fn pod_owner(
+    dls: &Store<DeploymentLite>,
     rses: &Store<ReplicaSet>,
     pod: &PartialObjectMeta<Pod>,
 ) -> Option<ObjectRef<DeploymentLite>> {
@@ -308,7 +375,11 @@ fn pod_owner(
         .owner_references()
         .iter()
         .find(|o| o.controller == Some(true) && o.kind == "DeploymentLite")?;
-    Some(ObjectRef::new(&dl.name).within(&pod.namespace()?))
+    let dl = ObjectRef::new(&dl.name).within(&pod.namespace()?);
+    let recreate = dls
+        .get(&dl)
+        .is_some_and(|d| d.spec.strategy.type_ == StrategyType::Recreate);
+    recreate.then_some(dl)
 }
 
 /// The pods of `claimed` ReplicaSets, listed from the API server (a
@@ -355,13 +426,20 @@ fn selects(dl: &DeploymentLite, labels: &BTreeMap<String, String>) -> bool {
     }
 }
 
+/// How soon a sync that met a 409 Conflict runs again.
+const CONFLICT_RETRY: Duration = Duration::from_millis(20);
+
 /// Requeue policy on errors: conflicts are retried almost at once (fresh
 /// state is already in the cache or on its way); anything else backs off.
 pub fn error_policy(dl: Arc<DeploymentLite>, err: &Error, _ctx: Arc<Context>) -> Requeue {
     match err {
         Error::Conflict { .. } => {
             debug!(deploymentlite = %dl.name_any(), error = %err, "conflict; retrying");
-            Requeue::requeue(Duration::from_millis(200))
+            // Upstream's work queue retries after 5 ms at first. A conflict
+            // on the status write that ends a sync (the watch had not yet
+            // delivered our own previous write) holds back what users
+            // wait on, the status, for as long as this delay.
+            Requeue::requeue(CONFLICT_RETRY)
         }
         _ => {
             warn!(deploymentlite = %dl.name_any(), error = %err, "reconcile failed");
@@ -541,26 +619,21 @@ async fn claim_replica_sets(
     Ok(claimed)
 }
 
-async fn publish(
-    ctx: &Context,
-    dl: &DeploymentLite,
-    type_: EventType,
-    reason: &str,
-    message: String,
-) {
+/// Queues an event about `dl` (see [`EventQueue`]); it does not wait for
+/// the event to be written.
+fn publish(ctx: &Context, dl: &DeploymentLite, type_: EventType, reason: &str, message: String) {
     let action = if reason == planner::reason::SCALING_RS {
         "Scale"
     } else {
         "Reconcile"
     };
-    // An event that cannot be recorded is not a reason to stop a rollout.
-    if let Err(e) = ctx
-        .recorder
-        .publish(&dl.object_ref(&()), type_, reason, action, &message)
-        .await
-    {
-        warn!(error = %e, reason, "could not record event");
-    }
+    ctx.events.send(QueuedEvent {
+        regarding: dl.object_ref(&()),
+        type_,
+        reason: reason.to_string(),
+        action,
+        message,
+    });
 }
 
 /// Executes a plan in order, then records the status.
@@ -594,8 +667,7 @@ async fn execute(
                         info!(replicaset = %rs_name, replicas = size, "created ReplicaSet");
                         if size > 0 {
                             let msg = format!("Scaled up replica set {rs_name} from 0 to {size}");
-                            publish(ctx, dl, EventType::Normal, planner::reason::SCALING_RS, msg)
-                                .await;
+                            publish(ctx, dl, EventType::Normal, planner::reason::SCALING_RS, msg);
                         }
                     }
                     Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
@@ -627,8 +699,7 @@ async fn execute(
                             EventType::Warning,
                             planner::reason::CREATE_ERROR,
                             msg.clone(),
-                        )
-                        .await;
+                        );
                         if planner::has_progress_deadline(dl) {
                             set_condition(
                                 &mut status.conditions,
@@ -677,7 +748,7 @@ async fn execute(
                     info!(replicaset = %rs_name, from, to = replicas, "scaled ReplicaSet");
                     let msg =
                         format!("Scaled {dir} replica set {rs_name} from {from} to {replicas}");
-                    publish(ctx, dl, EventType::Normal, planner::reason::SCALING_RS, msg).await;
+                    publish(ctx, dl, EventType::Normal, planner::reason::SCALING_RS, msg);
                 }
             }
             Action::DeleteReplicaSet {
@@ -739,7 +810,7 @@ async fn execute(
                 type_,
                 reason,
                 message,
-            } => publish(ctx, dl, type_, reason, message).await,
+            } => publish(ctx, dl, type_, reason, message),
         }
     }
 
@@ -817,7 +888,7 @@ async fn handle_name_collision(
     let msg = format!(
         "ReplicaSet {rs_name} already exists with a different template (controlled by {owner}); collisionCount raised to {count} to pick a new name"
     );
-    publish(ctx, dl, EventType::Warning, "ReplicaSetNameCollision", msg).await;
+    publish(ctx, dl, EventType::Warning, "ReplicaSetNameCollision", msg);
     let dl_api: Api<DeploymentLite> =
         Api::namespaced(ctx.client.clone(), &dl.namespace().unwrap_or_default());
     write_status(&dl_api, current, status).await?;

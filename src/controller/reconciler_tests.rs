@@ -51,7 +51,7 @@ fn context(api: &FakeApi) -> Context {
     Context {
         client: api.client.clone(),
         replica_sets: Writer::<ReplicaSet>::default().as_reader(),
-        recorder: Recorder::new(api.client.clone(), CONTROLLER_NAME, None),
+        events: EventQueue::start(Recorder::new(api.client.clone(), CONTROLLER_NAME, None)),
         metrics: ControllerMetrics::register(&mut Registry::default()),
         defaults: ServerDefaults::default(),
         expectations: Default::default(),
@@ -81,6 +81,29 @@ fn well_behaved(r: &Recorded) -> (u16, Value) {
         return (200, obj);
     }
     echo(r, "1")
+}
+
+/// Events are written by the event queue's own task, after the sync that
+/// queued them: waits (up to 5 s) until `count` event requests arrived,
+/// then returns the other requests and the events, each in the order the
+/// API server saw them.
+async fn writes_and_events(api: &FakeApi, count: usize) -> (Vec<Recorded>, Vec<Recorded>) {
+    let start = std::time::Instant::now();
+    loop {
+        let (events, writes): (Vec<Recorded>, Vec<Recorded>) = api
+            .requests()
+            .into_iter()
+            .partition(|r| r.path.starts_with(EVENTS_PATH));
+        if events.len() >= count || start.elapsed() > Duration::from_secs(5) {
+            assert_eq!(events.len(), count, "event requests: {events:?}");
+            return (writes, events);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn lines(requests: &[Recorded]) -> Vec<String> {
+    requests.iter().map(Recorded::line).collect()
 }
 
 fn status_with_replicas(replicas: i32) -> DeploymentLiteStatus {
@@ -124,36 +147,34 @@ async fn writes_go_out_in_plan_order_each_conditional_on_what_was_read() {
         .unwrap();
     assert_eq!(requeue, Requeue::requeue(Duration::from_secs(3)));
 
-    let lines = api.lines();
+    let (r, events) = writes_and_events(&api, 2).await;
     assert_eq!(
-        lines,
+        lines(&r),
         [
             format!("POST {RS_PATH}"),
-            format!("POST {EVENTS_PATH}"),
             format!("PATCH {RS_PATH}/web-old"),
-            format!("POST {EVENTS_PATH}"),
             format!("PATCH {DL_PATH}"),
             format!("PUT {DL_PATH}/status"),
         ]
     );
-    let r = api.requests();
+    // The events, in the order of the writes they report.
     assert_eq!(
-        r[1].body["note"],
+        events[0].body["note"],
         "Scaled up replica set web-abc from 0 to 1"
     );
-    assert_eq!(r[1].body["reason"], "ScalingReplicaSet");
-    // The scale-down is conditional on the resourceVersion the plan read.
-    assert_eq!(r[2].body["metadata"]["resourceVersion"], "7");
-    assert_eq!(r[2].body["spec"]["replicas"], 2);
+    assert_eq!(events[0].body["reason"], "ScalingReplicaSet");
     assert_eq!(
-        r[3].body["note"],
+        events[1].body["note"],
         "Scaled down replica set web-old from 3 to 2"
     );
+    // The scale-down is conditional on the resourceVersion the plan read.
+    assert_eq!(r[1].body["metadata"]["resourceVersion"], "7");
+    assert_eq!(r[1].body["spec"]["replicas"], 2);
     // The object's annotation is conditional on the object as read, and the
     // status write on the object the annotation returned.
-    assert_eq!(r[4].body["metadata"]["resourceVersion"], "10");
-    assert_eq!(r[5].body["metadata"]["resourceVersion"], "11");
-    assert_eq!(r[5].body["status"]["replicas"], 4);
+    assert_eq!(r[2].body["metadata"]["resourceVersion"], "10");
+    assert_eq!(r[3].body["metadata"]["resourceVersion"], "11");
+    assert_eq!(r[3].body["status"]["replicas"], 4);
 }
 
 #[tokio::test]
@@ -200,7 +221,7 @@ async fn a_conflict_ends_the_sync_before_any_later_write() {
     // The error policy retries a conflict soon, from fresh state.
     assert_eq!(
         error_policy(Arc::new(dl()), &err, ctx),
-        Requeue::requeue(Duration::from_millis(200))
+        Requeue::requeue(CONFLICT_RETRY)
     );
 }
 
@@ -290,19 +311,18 @@ async fn a_name_taken_by_another_controller_raises_the_collision_count() {
         .await
         .unwrap();
     assert_eq!(requeue, Requeue::requeue(Duration::from_millis(100)));
+    let (r, events) = writes_and_events(&api, 1).await;
     assert_eq!(
-        api.lines(),
+        lines(&r),
         [
             format!("POST {RS_PATH}"),
             format!("GET {RS_PATH}/web-abc"),
-            format!("POST {EVENTS_PATH}"),
             format!("PUT {DL_PATH}/status"),
         ]
     );
-    let r = api.requests();
-    assert_eq!(r[2].body["reason"], "ReplicaSetNameCollision");
-    assert_eq!(r[3].body["status"]["collisionCount"], 1);
-    assert_eq!(r[3].body["metadata"]["resourceVersion"], "10");
+    assert_eq!(events[0].body["reason"], "ReplicaSetNameCollision");
+    assert_eq!(r[2].body["status"]["collisionCount"], 1);
+    assert_eq!(r[2].body["metadata"]["resourceVersion"], "10");
 }
 
 #[tokio::test]
