@@ -142,17 +142,15 @@ async fn serve(s: Settings) -> Result<(), String> {
         .route("/", get(root))
         .with_state(st.clone());
     let drain = s.drain;
+    // The handlers first of all: as PID 1 of its container the process
+    // ignores a SIGTERM it has no handler for, and the kubelet would wait
+    // out the whole grace period for a pod deleted right after it started.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
     let shutdown = {
         let st = st.clone();
         async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (mut term, mut int) = match (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
-                (Ok(t), Ok(i)) => (t, i),
-                _ => return std::future::pending().await,
-            };
             let name = tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",

@@ -61,6 +61,33 @@ async fn describe_pods(ns: &TestNamespace, selector: &str) -> String {
     }
 }
 
+/// Waits until only the `want` pods of `app` exist: the old ones have
+/// drained and gone, so the next step's sampler starts from a clean slate.
+async fn wait_settled(ns: &TestNamespace, app: &str, want: usize) {
+    let pods: Api<Pod> = ns.api();
+    let sel = format!("app={app}");
+    wait_for(
+        &format!("only {want} pods of {app}, none terminating"),
+        ROLLOUT,
+        || async {
+            let l = pods
+                .list(&ListParams::default().labels(&sel))
+                .await
+                .map_err(|e| e.to_string())?;
+            if l.items.len() == want
+                && l.items
+                    .iter()
+                    .all(|p| p.metadata.deletion_timestamp.is_none())
+            {
+                Ok(())
+            } else {
+                Err(describe_pods(ns, &sel).await)
+            }
+        },
+    )
+    .await;
+}
+
 /// `kubectl logs` of a pod (through the API server and the kubelet's
 /// authenticated API).
 fn logs(ns: &str, pod: &str) -> String {
@@ -116,7 +143,10 @@ async fn set_version(api: &Api<DeploymentLite>, name: &str, version: &str, extra
     }
     let mut patch = json!({"metadata": {"resourceVersion": dl.resource_version()},
                            "spec": {"template": {"spec": {"containers": containers}}}});
-    support::dl::merge(&mut patch["spec"], &extra);
+    // (merge() lets an empty object replace: {} means nothing to add here.)
+    if extra.as_object().is_some_and(|o| !o.is_empty()) {
+        support::dl::merge(&mut patch["spec"], &extra);
+    }
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("changing the template's VERSION");
