@@ -208,6 +208,7 @@ async fn deploymentlite_rolls_real_containers_within_bounds() {
         }
     })
     .await;
+    wait_settled(&ns, name, replicas as usize).await;
     eprintln!(
         "rolling update: {} samples, max {} pods, min {} Ready; now {versions:?}",
         s.count, s.max_pods, s.min_ready
@@ -241,6 +242,7 @@ async fn deploymentlite_rolls_real_containers_within_bounds() {
         }
     })
     .await;
+    wait_settled(&ns, name, replicas as usize).await;
 
     // 3. Rollback (kubectl dlite rollout undo) to v2's template, Recreate
     // still: the same bounds, and the servers report v2 again.
