@@ -19,7 +19,7 @@ test: ## every test: unit tests, then cluster tests against the local control pl
 
 lint: ## cargo fmt --check and clippy with warnings as errors (the first step of make test)
 	cargo fmt --check
-	cargo clippy --all-targets --locked -- -D warnings
+	cargo clippy --all-targets --all-features --locked -- -D warnings
 
 unit-test: ## unit tests only (no cluster)
 	cargo test --lib --bins

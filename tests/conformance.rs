@@ -1779,3 +1779,159 @@ async fn deploymentlite_behaves_as_the_native_deployment_controller() {
         println!("\nlisted as known divergences but now the same: {now_passing:?}");
     }
 }
+
+// ------------------------------------------------------------------ the real node
+
+/// The test server's VERSION and READY_DELAY_SECONDS in the pod template
+/// (their places in support::realnode::testserver_pod_spec's env).
+const REAL_VERSION: &str = "/spec/template/spec/containers/0/env/2/value";
+const REAL_READY_DELAY: &str = "/spec/template/spec/containers/0/env/3/value";
+
+/// The rollout scenarios again, on hack/testenv's real node: pods are real
+/// containers of the test server (src/bin/dlite-testserver.rs), Ready through a
+/// real probe 1 s after they start, draining 1 s on SIGTERM. A new template
+/// is a new VERSION (the images of the kwok scenarios do not exist there);
+/// "never ready" is a readiness delay longer than the test.
+fn real_node_scenarios() -> Vec<Scenario> {
+    use Action::*;
+    let template = Template {
+        name: "real-node-testserver".into(),
+        // JSON is YAML: Template::for_side parses it like a corpus file.
+        yaml: json!({
+            "metadata": {"labels": {"app": "APP_NAME"}},
+            "spec": support::realnode::testserver_pod_spec("v1", "1", "1"),
+        })
+        .to_string(),
+    };
+    let version = |v: &str| Set(REAL_VERSION, Some(json!(v)));
+    let scripts: Vec<(&str, Vec<Step>)> = vec![
+        (
+            "core",
+            vec![
+                create(2),
+                bounded(version("v2")),
+                step(Scale(3), Until::Complete),
+            ],
+        ),
+        (
+            "surge-2-unavailable-1",
+            vec![
+                create_with(
+                    4,
+                    json!({"strategy": {"type": "RollingUpdate",
+                        "rollingUpdate": {"maxSurge": 2, "maxUnavailable": 1}}}),
+                ),
+                bounded(version("v2")),
+            ],
+        ),
+        (
+            "scale-up-during-rollout",
+            vec![
+                create(2),
+                step(Set(REAL_READY_DELAY, Some(json!("100000"))), Until::Settled),
+                step(Scale(4), Until::Settled),
+                step(Set(REAL_READY_DELAY, Some(json!("1"))), Until::Complete),
+            ],
+        ),
+        (
+            "rollback-previous",
+            vec![
+                create(2),
+                bounded(version("v2")),
+                step(Undo(None), Until::Complete),
+            ],
+        ),
+        (
+            "recreate",
+            vec![
+                create_with(2, json!({"strategy": {"type": "Recreate"}})),
+                bounded(version("v2")),
+                step(Undo(None), Until::Complete),
+            ],
+        ),
+        (
+            "min-ready-seconds",
+            vec![
+                create_with(2, json!({"minReadySeconds": 2})),
+                bounded(version("v2")),
+            ],
+        ),
+    ];
+    scripts
+        .into_iter()
+        .map(|(name, steps)| Scenario {
+            name: format!("real/{name}"),
+            template: template.clone(),
+            steps,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rollouts_on_the_real_node_behave_as_the_native_deployment_controller() {
+    let client = support::client().await;
+    let image = support::realnode::testserver_image();
+    if support::realnode::real_node(&client, &[image])
+        .await
+        .is_none()
+    {
+        return;
+    }
+    install_crd(&client).await;
+    let started = Instant::now();
+    // Three at a time: each runs up to ~10 real containers on the one node.
+    let mut outcomes: Vec<Outcome> = futures::stream::iter(real_node_scenarios())
+        .map(|sc| {
+            let name = sc.name.clone();
+            async move {
+                match tokio::spawn(run_scenario(sc)).await {
+                    Ok(o) => o,
+                    Err(e) => Outcome {
+                        name,
+                        notes: vec![],
+                        steps: 0,
+                        divergences: vec![format!("the scenario panicked: {e}")],
+                        elapsed: Duration::ZERO,
+                    },
+                }
+            }
+        })
+        .buffer_unordered(3)
+        .collect()
+        .await;
+    outcomes.sort_by(|a, b| a.name.cmp(&b.name));
+    for o in &outcomes {
+        println!(
+            "{:32}  {:>2} steps  {:>5.1}s  {}",
+            o.name,
+            o.steps,
+            o.elapsed.as_secs_f64(),
+            if o.divergences.is_empty() {
+                "same"
+            } else {
+                "DIVERGES"
+            }
+        );
+        for n in &o.notes {
+            println!("note {}: {n}", o.name);
+        }
+    }
+    println!(
+        "{} real-node scenarios in {:.0} s",
+        outcomes.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let failed: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| !o.divergences.is_empty())
+        .collect();
+    for o in &failed {
+        println!("\n=== {}\n{}", o.name, o.divergences.join("\n"));
+    }
+    assert!(
+        failed.is_empty(),
+        "{} real-node scenario(s) diverge from the Deployment controller: {:?}",
+        failed.len(),
+        failed.iter().map(|o| &o.name).collect::<Vec<_>>()
+    );
+}

@@ -334,9 +334,19 @@ impl Sampler {
                             .push(format!("ReplicaSet sizes sum to {rs_total} > {max_total}"));
                     }
                     // Pods of different templates present at the same time.
+                    // A pod in a terminal phase no longer runs: a real
+                    // kubelet marks a stopped pod Succeeded or Failed before
+                    // it is removed, and Recreate (upstream's
+                    // oldPodsRunning too) rightly goes on once it is.
                     let hashes: std::collections::BTreeSet<String> = pl
                         .items
                         .iter()
+                        .filter(|p| {
+                            !matches!(
+                                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                                Some("Succeeded" | "Failed")
+                            )
+                        })
                         .filter_map(|p| p.labels().get("pod-template-hash").cloned())
                         .collect();
                     if hashes.len() > 1 {

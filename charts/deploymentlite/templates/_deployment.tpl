@@ -8,6 +8,7 @@ command, args and the component's values. Call with
 {{- $root := .root }}
 {{- $c := index $root.Values .component }}
 {{- $ctx := dict "root" $root "component" .component }}
+{{- $ports := include "deploymentlite.ports" $ctx | fromYaml }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -37,6 +38,9 @@ spec:
       serviceAccountName: {{ include "deploymentlite.serviceAccountName" $ctx }}
       automountServiceAccountToken: true
       enableServiceLinks: false
+      {{- if $root.Values.hostNetwork }}
+      hostNetwork: true
+      {{- end }}
       {{- with $root.Values.imagePullSecrets }}
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
@@ -75,13 +79,16 @@ spec:
             {{- end }}
           ports:
             - name: metrics
-              containerPort: 8080
+              containerPort: {{ $ports.metrics }}
               protocol: TCP
             - name: health
-              containerPort: 8081
+              containerPort: {{ $ports.health }}
               protocol: TCP
           livenessProbe:
             httpGet:
+              {{- with $root.Values.probeHost }}
+              host: {{ . | quote }}
+              {{- end }}
               path: /healthz
               port: health
             initialDelaySeconds: 5
@@ -90,6 +97,9 @@ spec:
             failureThreshold: 3
           readinessProbe:
             httpGet:
+              {{- with $root.Values.probeHost }}
+              host: {{ . | quote }}
+              {{- end }}
               path: /readyz
               port: health
             periodSeconds: 5
@@ -131,8 +141,10 @@ Call with (dict "root" $ "component" "controller").
 */}}
 {{- define "deploymentlite.runtimeArgs" -}}
 {{- $root := .root }}
-- --metrics-bind-address=0.0.0.0:8080
-- --health-probe-bind-address=0.0.0.0:8081
+{{- $ports := include "deploymentlite.ports" . | fromYaml }}
+{{- $address := default "0.0.0.0" $root.Values.bindAddress }}
+- --metrics-bind-address={{ $address }}:{{ $ports.metrics }}
+- --health-probe-bind-address={{ $address }}:{{ $ports.health }}
 - --leader-elect={{ $root.Values.leaderElection.enabled }}
 {{- if $root.Values.leaderElection.enabled }}
 - --leader-election-namespace={{ $root.Release.Namespace }}
@@ -140,4 +152,14 @@ Call with (dict "root" $ "component" "controller").
 - --lease-duration-seconds={{ $root.Values.leaderElection.leaseDurationSeconds }}
 {{- end }}
 - --log-format={{ $root.Values.logFormat }}
+{{- end }}
+
+{{/*
+A component's metrics and health ports, 8080 and 8081 unless its values say
+otherwise (a release upgraded with --reuse-values from a chart without
+`ports` has none). Call with (dict "root" $ "component" "controller").
+*/}}
+{{- define "deploymentlite.ports" -}}
+{{- $c := index .root.Values .component }}
+{{- toYaml (merge (dict) (default (dict) $c.ports) (dict "metrics" 8080 "health" 8081)) }}
 {{- end }}

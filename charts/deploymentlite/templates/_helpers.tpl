@@ -102,6 +102,17 @@ to the chart's appVersion).
 Checks that need more than values.schema.json can say.
 */}}
 {{- define "deploymentlite.validate" -}}
+{{- if and .Values.hostNetwork .Values.controller.enabled .Values.scheduler.enabled }}
+{{- $cp := include "deploymentlite.ports" (dict "root" $ "component" "controller") | fromYaml }}
+{{- $sp := include "deploymentlite.ports" (dict "root" $ "component" "scheduler") | fromYaml }}
+{{- range $n := list "metrics" "health" }}
+{{- range $m := list "metrics" "health" }}
+{{- if eq (int (index $cp $n)) (int (index $sp $m)) }}
+{{- fail (printf "scheduler.ports.%s: Invalid value: %v: with hostNetwork=true both components listen on the node's ports, and controller.ports.%s is %v too" $m (index $sp $m) $n (index $cp $n)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- range $component := list "controller" "scheduler" }}
 {{- $c := index $.Values $component }}
 {{- if and $c.enabled (gt (int $c.replicas) 1) (not $.Values.leaderElection.enabled) }}
