@@ -424,7 +424,8 @@ async fn revision_history_is_numbered_and_trimmed() {
         }
     })
     .await;
-    let revisions: Vec<String> = rses
+    // The list comes in name order, and names are hashes: sort by revision.
+    let mut revisions: Vec<String> = rses
         .iter()
         .map(|r| {
             r.annotations()
@@ -433,6 +434,7 @@ async fn revision_history_is_numbered_and_trimmed() {
                 .unwrap_or_default()
         })
         .collect();
+    revisions.sort();
     assert_eq!(revisions, ["3", "4"]);
     ns.cleanup().await;
 }
