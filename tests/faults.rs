@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use dlite::api::DeploymentLite;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
@@ -222,30 +222,29 @@ impl Drop for ControlPlane {
     }
 }
 
+/// The suite's DeploymentLite `web` (REPLICAS, surge and unavailable 25%,
+/// pods Ready 1 s after they start, placed by `scheduler_name`), created
+/// with `image` and waited for until its first rollout is complete.
+async fn rolled_out_web(dls: &Api<DeploymentLite>, scheduler_name: &str, image: &str) {
+    let spec = json!({
+        "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+        "template": {
+            "metadata": {"annotations": {"testenv.dlite.dev/ready-after": "1"}},
+            "spec": {"schedulerName": scheduler_name, "terminationGracePeriodSeconds": 0}
+        }
+    });
+    dls.create(
+        &PostParams::default(),
+        &manifest("web", REPLICAS, image, spec),
+    )
+    .await
+    .unwrap();
+    wait_complete(dls, "web", ROLLOUT).await;
+}
+
 /// A namespace on a private control plane.
 async fn namespace(client: &Client, name: &str) -> TestNamespace {
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("creating a namespace");
-    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(client.clone(), name);
-    wait_for(
-        "the default ServiceAccount",
-        Duration::from_secs(30),
-        || async {
-            sas.get_opt("default")
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| "not yet".to_string())
-        },
-    )
-    .await;
-    TestNamespace {
-        name: name.into(),
-        client: client.clone(),
-    }
+    TestNamespace::create(client.clone(), name).await
 }
 
 /// Creates (or replaces) any object from JSON, as the admin.
@@ -759,20 +758,7 @@ async fn api_server_and_etcd_outages_mid_rollout() {
     // The DeploymentLite's pods are bound by dlite-scheduler too, so both
     // components carry the rollout.
     let dls: Api<DeploymentLite> = ns.api();
-    let spec = json!({
-        "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
-        "template": {
-            "metadata": {"annotations": {"testenv.dlite.dev/ready-after": "1"}},
-            "spec": {"schedulerName": scheduler_name, "terminationGracePeriodSeconds": 0}
-        }
-    });
-    dls.create(
-        &PostParams::default(),
-        &manifest("web", REPLICAS, "app:v0", spec),
-    )
-    .await
-    .unwrap();
-    wait_complete(&dls, "web", ROLLOUT).await;
+    rolled_out_web(&dls, scheduler_name, "app:v0").await;
     let stream = PodStream::start(&admin, &ns.name, scheduler_name, Duration::from_millis(500));
     let resync = KubeletResync::start(&admin, &ns.name);
 
@@ -961,20 +947,7 @@ async fn throttling(cp: &ControlPlane, admin: &Client) -> String {
     wait_ready(&controller, Duration::from_secs(60)).await;
     wait_ready(&scheduler, Duration::from_secs(60)).await;
     let dls: Api<DeploymentLite> = ns.api();
-    let spec = json!({
-        "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
-        "template": {
-            "metadata": {"annotations": {"testenv.dlite.dev/ready-after": "1"}},
-            "spec": {"schedulerName": scheduler_name, "terminationGracePeriodSeconds": 0}
-        }
-    });
-    dls.create(
-        &PostParams::default(),
-        &manifest("web", REPLICAS, "app:v1", spec),
-    )
-    .await
-    .unwrap();
-    wait_complete(&dls, "web", ROLLOUT).await;
+    rolled_out_web(&dls, scheduler_name, "app:v1").await;
 
     // The components' ServiceAccounts get a priority level with no seats
     // of its own and none to borrow. API Priority and Fairness still runs

@@ -107,9 +107,14 @@ pub struct TestNamespace {
 
 impl TestNamespace {
     pub async fn new(prefix: &str) -> Self {
-        let client = client().await;
         let suffix: u32 = rand_suffix();
         let name = format!("{}-{:06x}", prefix, suffix & 0xff_ffff);
+        Self::create(client().await, &name).await
+    }
+
+    /// Creates namespace `name` through `client` (a private control plane's,
+    /// say) and waits until pods can be created in it.
+    pub async fn create(client: Client, name: &str) -> Self {
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "labels": {"dlite.dev/test": "true"}}
         }))
@@ -120,7 +125,7 @@ impl TestNamespace {
             .expect("creating test namespace");
         // Pods cannot be created until the service-account controller has
         // made the namespace's default ServiceAccount.
-        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
         wait_for(
             "the default ServiceAccount",
             Duration::from_secs(30),
@@ -132,7 +137,10 @@ impl TestNamespace {
             },
         )
         .await;
-        TestNamespace { name, client }
+        TestNamespace {
+            name: name.to_string(),
+            client,
+        }
     }
 
     pub fn api<K>(&self) -> Api<K>
