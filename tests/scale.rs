@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use dlite::api::DeploymentLite;
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -26,47 +26,100 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Makes sure the cluster has room for `pods` more pods: on a kwok-backed
-/// cluster by adding fake nodes (labelled so they can be told apart);
-/// elsewhere the capacity must already be there.
-async fn ensure_capacity(client: &kube::Client, pods: usize) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let list = nodes.list(&ListParams::default()).await.unwrap().items;
-    let capacity: usize = list
-        .iter()
-        .filter(|n| {
-            !n.spec
-                .as_ref()
-                .and_then(|s| s.unschedulable)
-                .unwrap_or(false)
-        })
-        .filter_map(|n| {
-            n.status
-                .as_ref()?
-                .allocatable
-                .as_ref()?
-                .get("pods")?
-                .0
-                .parse::<usize>()
-                .ok()
-        })
-        .sum();
-    let needed = pods + 100;
-    if capacity >= needed {
-        return;
+const SCALE_NODES: &str = "testenv.dlite.dev/node=scale";
+
+/// Pods that hold a node's pod slot: bound there and not finished.
+fn holds_a_slot(p: &Pod) -> Option<&str> {
+    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        return None;
     }
-    let kwok = list.iter().any(|n| {
-        n.annotations()
-            .get("kwok.x-k8s.io/node")
-            .map(String::as_str)
-            == Some("fake")
-    });
-    assert!(
-        kwok,
-        "the cluster has room for {capacity} pods, the scale test needs {needed}: lower DLITE_SCALE_OBJECTS"
-    );
-    let extra = (needed - capacity).div_ceil(110);
-    for i in 0..extra {
+    p.spec.as_ref()?.node_name.as_deref()
+}
+
+/// A node that takes pods without tolerations: not cordoned and with no
+/// NoSchedule/NoExecute taint (the real node's, a lifecycle taint).
+fn schedulable(n: &Node) -> bool {
+    let spec = n.spec.clone().unwrap_or_default();
+    !spec.unschedulable.unwrap_or(false)
+        && spec
+            .taints
+            .unwrap_or_default()
+            .iter()
+            .all(|t| t.effect == "PreferNoSchedule")
+}
+
+fn pod_slots(n: &Node) -> usize {
+    n.status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref())
+        .and_then(|a| a.get("pods"))
+        .and_then(|q| q.0.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Free pod slots on the nodes `selector` picks (all when empty) that take
+/// untolerating pods: their allocatable pods minus the pods bound there.
+async fn free_slots(client: &kube::Client, selector: &str) -> usize {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let list = nodes
+        .list(&ListParams::default().labels(selector))
+        .await
+        .unwrap()
+        .items;
+    let usable: Vec<&Node> = list.iter().filter(|n| schedulable(n)).collect();
+    let pods = Api::<Pod>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let slots: usize = usable.iter().map(|n| pod_slots(n)).sum();
+    let held = pods
+        .iter()
+        .filter_map(holds_a_slot)
+        .filter(|on| usable.iter().any(|n| n.name_any() == *on))
+        .count();
+    slots.saturating_sub(held)
+}
+
+/// Makes sure the cluster has room for `pods` more pods, and returns the
+/// nodeSelector the test's pods should carry. On a kwok-backed cluster the
+/// test gets fake nodes of its own (labelled `testenv.dlite.dev/node=scale`)
+/// and its pods are pinned to them: a thousand pods must neither be starved
+/// by the tests running beside it nor, if this test fails and its namespace
+/// is kept for inspection, starve the tests after it. Elsewhere the room
+/// must already be there, on nodes the pods need no toleration for.
+async fn ensure_capacity(client: &kube::Client, pods: usize) -> serde_json::Value {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let kwok = nodes
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .any(|n| {
+            n.annotations()
+                .get("kwok.x-k8s.io/node")
+                .map(String::as_str)
+                == Some("fake")
+        });
+    if !kwok {
+        let free = free_slots(client, "").await;
+        assert!(
+            free >= pods,
+            "the cluster has room for {free} more pods on untainted nodes, the scale test needs {pods}: lower DLITE_SCALE_OBJECTS"
+        );
+        return json!({});
+    }
+    let free = free_slots(client, SCALE_NODES).await;
+    let existing = nodes
+        .list(&ListParams::default().labels(SCALE_NODES))
+        .await
+        .unwrap()
+        .items
+        .len();
+    let extra = pods.saturating_sub(free).div_ceil(110);
+    for i in existing..existing + extra {
         let name = format!("kwok-scale-{i}");
         let node = kwok_node(
             &name,
@@ -85,11 +138,11 @@ async fn ensure_capacity(client: &kube::Client, pods: usize) {
             .unwrap();
     }
     wait_for(
-        "the added nodes to be Ready and untainted",
+        "room for the test's pods on Ready, untainted scale nodes",
         Duration::from_secs(120),
         || async {
             let list = nodes
-                .list(&ListParams::default().labels("testenv.dlite.dev/node=scale"))
+                .list(&ListParams::default().labels(SCALE_NODES))
                 .await
                 .map_err(|e| e.to_string())?;
             let ready = list
@@ -97,14 +150,19 @@ async fn ensure_capacity(client: &kube::Client, pods: usize) {
                 .iter()
                 .filter(|n| is_ready_and_untainted(n))
                 .count();
-            if ready >= extra {
+            let free = free_slots(client, SCALE_NODES).await;
+            if ready == list.items.len() && free >= pods {
                 Ok(())
             } else {
-                Err(format!("{ready}/{extra} ready"))
+                Err(format!(
+                    "{ready}/{} scale nodes ready, room for {free}/{pods} pods",
+                    list.items.len()
+                ))
             }
         },
     )
     .await;
+    json!({"testenv.dlite.dev/node": "scale"})
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
@@ -123,21 +181,20 @@ async fn two_hundred_deploymentlites_become_available() {
     let replicas = env_or("DLITE_SCALE_REPLICAS", 5) as i32;
     let ns = TestNamespace::new("t-scale").await;
     install_crd(&ns.client).await;
-    ensure_capacity(&ns.client, objects * replicas as usize).await;
+    let node_selector = ensure_capacity(&ns.client, objects * replicas as usize).await;
     let ctrl = start_controller(&ns, "");
     let api: Api<DeploymentLite> = ns.api();
 
     let start = Instant::now();
     let creates = (0..objects).map(|i| {
         let api = api.clone();
-        async move {
-            api.create(
-                &PostParams::default(),
-                &manifest(&format!("s{i:03}"), replicas, "app:v1", json!({})),
-            )
-            .await
-            .map(|_| ())
-        }
+        let dl = manifest(
+            &format!("s{i:03}"),
+            replicas,
+            "app:v1",
+            json!({"template": {"spec": {"nodeSelector": node_selector}}}),
+        );
+        async move { api.create(&PostParams::default(), &dl).await.map(|_| ()) }
     });
     for r in join_all(creates).await {
         r.expect("creating a DeploymentLite");
