@@ -1689,32 +1689,11 @@ async fn a_pod_security_violation_would_be_seen() {
         "the API server did not warn: {}",
         run.stderr
     );
-    let events: Api<Event> = ns.api();
-    wait_for(
-        "a FailedCreate event from the ReplicaSet",
-        Duration::from_secs(60),
-        || async {
-            let list = events
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            list.items
-                .iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("FailedCreate")
-                        && e.message
-                            .as_deref()
-                            .is_some_and(|m| m.contains("violates PodSecurity"))
-                })
-                .map(|_| ())
-                .ok_or_else(|| {
-                    format!(
-                        "{} events, none a PodSecurity FailedCreate",
-                        list.items.len()
-                    )
-                })
-        },
-    )
+    ns.wait_for_event("FailedCreate", Duration::from_secs(60), |e| {
+        e.message
+            .as_deref()
+            .is_some_and(|m| m.contains("violates PodSecurity"))
+    })
     .await;
     let pods: Api<Pod> = ns.api();
     assert!(

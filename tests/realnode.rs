@@ -19,7 +19,7 @@ use std::time::Duration;
 use dlite::api::DeploymentLite;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
@@ -335,31 +335,13 @@ async fn dlite_scheduler_binds_to_the_real_node_only_with_the_toleration() {
 
     // The intolerant one: the only node its selector admits is tainted, so
     // dlite-scheduler says why and leaves it unbound.
-    let events: Api<Event> = ns.api();
-    let msg = wait_for(
-        "a FailedScheduling event for the intolerant pod",
-        Duration::from_secs(60),
-        || async {
-            let list = events
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            list.items
-                .iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("FailedScheduling")
-                        && e.involved_object.name.as_deref() == Some("intolerant")
-                })
-                .and_then(|e| e.message.clone())
-                .ok_or_else(|| {
-                    format!(
-                        "events: {:?}",
-                        list.items.iter().map(|e| &e.reason).collect::<Vec<_>>()
-                    )
-                })
-        },
-    )
-    .await;
+    let msg = ns
+        .wait_for_event("FailedScheduling", Duration::from_secs(60), |e| {
+            e.involved_object.name.as_deref() == Some("intolerant")
+        })
+        .await
+        .message
+        .unwrap_or_default();
     assert!(
         // Only the real node carries the label the pod selects, so exactly
         // one node is turned away by its taint (kube-scheduler v1.36 no

@@ -18,8 +18,8 @@ pub mod dl;
 pub mod nodes;
 pub mod realnode;
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::api::{DeleteParams, PostParams};
+use k8s_openapi::api::core::v1::{Event, Namespace, ServiceAccount};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
@@ -151,6 +151,48 @@ impl TestNamespace {
             + Debug,
     {
         Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Waits for an event of `reason` in the namespace that `matches`, and
+    /// returns it; on timeout, says which reasons it saw instead.
+    pub async fn wait_for_event(
+        &self,
+        reason: &str,
+        timeout: Duration,
+        matches: impl Fn(&Event) -> bool,
+    ) -> Event {
+        let events: Api<Event> = self.api();
+        let (events, matches) = (&events, &matches);
+        wait_for(
+            &format!("a matching {reason} event"),
+            timeout,
+            || async move {
+                let list = events
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                list.items
+                    .iter()
+                    .find(|e| e.reason.as_deref() == Some(reason) && matches(e))
+                    .cloned()
+                    .ok_or_else(|| {
+                        let seen: Vec<String> = list
+                            .items
+                            .iter()
+                            .map(|e| {
+                                format!(
+                                    "{} {}: {}",
+                                    e.reason.as_deref().unwrap_or(""),
+                                    e.involved_object.name.as_deref().unwrap_or(""),
+                                    e.message.as_deref().unwrap_or("")
+                                )
+                            })
+                            .collect();
+                        format!("events: {seen:?}")
+                    })
+            },
+        )
+        .await
     }
 
     pub async fn cleanup(self) {
