@@ -58,28 +58,28 @@ fn pod_slots(n: &Node) -> usize {
         .unwrap_or(0)
 }
 
-/// Free pod slots on the nodes `selector` picks (all when empty) that take
-/// untolerating pods: their allocatable pods minus the pods bound there.
-async fn free_slots(client: &kube::Client, selector: &str) -> usize {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let list = nodes
+/// The nodes `selector` picks (all when empty), and the free pod slots on
+/// those of them that take untolerating pods: their allocatable pods minus
+/// the pods bound there. One list of each per call.
+async fn free_slots(client: &kube::Client, selector: &str) -> (Vec<Node>, usize) {
+    let nodes = Api::<Node>::all(client.clone())
         .list(&ListParams::default().labels(selector))
         .await
         .unwrap()
         .items;
-    let usable: Vec<&Node> = list.iter().filter(|n| schedulable(n)).collect();
     let pods = Api::<Pod>::all(client.clone())
         .list(&ListParams::default())
         .await
         .unwrap()
         .items;
+    let usable: Vec<&Node> = nodes.iter().filter(|n| schedulable(n)).collect();
     let slots: usize = usable.iter().map(|n| pod_slots(n)).sum();
     let held = pods
         .iter()
         .filter_map(holds_a_slot)
         .filter(|on| usable.iter().any(|n| n.name_any() == *on))
         .count();
-    slots.saturating_sub(held)
+    (nodes, slots.saturating_sub(held))
 }
 
 /// Makes sure the cluster has room for `pods` more pods, and returns the
@@ -91,33 +91,22 @@ async fn free_slots(client: &kube::Client, selector: &str) -> usize {
 /// must already be there, on nodes the pods need no toleration for.
 async fn ensure_capacity(client: &kube::Client, pods: usize) -> serde_json::Value {
     let nodes: Api<Node> = Api::all(client.clone());
-    let kwok = nodes
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .any(|n| {
-            n.annotations()
-                .get("kwok.x-k8s.io/node")
-                .map(String::as_str)
-                == Some("fake")
-        });
+    let (all, free) = free_slots(client, "").await;
+    let kwok = all.iter().any(|n| {
+        n.annotations()
+            .get("kwok.x-k8s.io/node")
+            .map(String::as_str)
+            == Some("fake")
+    });
     if !kwok {
-        let free = free_slots(client, "").await;
         assert!(
             free >= pods,
             "the cluster has room for {free} more pods on untainted nodes, the scale test needs {pods}: lower DLITE_SCALE_OBJECTS"
         );
         return json!({});
     }
-    let free = free_slots(client, SCALE_NODES).await;
-    let existing = nodes
-        .list(&ListParams::default().labels(SCALE_NODES))
-        .await
-        .unwrap()
-        .items
-        .len();
+    let (existing, free) = free_slots(client, SCALE_NODES).await;
+    let existing = existing.len();
     let extra = pods.saturating_sub(free).div_ceil(110);
     for i in existing..existing + extra {
         let name = format!("kwok-scale-{i}");
@@ -141,22 +130,14 @@ async fn ensure_capacity(client: &kube::Client, pods: usize) -> serde_json::Valu
         "room for the test's pods on Ready, untainted scale nodes",
         Duration::from_secs(120),
         || async {
-            let list = nodes
-                .list(&ListParams::default().labels(SCALE_NODES))
-                .await
-                .map_err(|e| e.to_string())?;
-            let ready = list
-                .items
-                .iter()
-                .filter(|n| is_ready_and_untainted(n))
-                .count();
-            let free = free_slots(client, SCALE_NODES).await;
-            if ready == list.items.len() && free >= pods {
+            let (list, free) = free_slots(client, SCALE_NODES).await;
+            let ready = list.iter().filter(|n| is_ready_and_untainted(n)).count();
+            if ready == list.len() && free >= pods {
                 Ok(())
             } else {
                 Err(format!(
                     "{ready}/{} scale nodes ready, room for {free}/{pods} pods",
-                    list.items.len()
+                    list.len()
                 ))
             }
         },
