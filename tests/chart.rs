@@ -667,19 +667,32 @@ fn template_renders_the_aggregated_cluster_roles() {
     }
 }
 
-/// The controller's client-side rate limit comes from the values.
+/// The controller's client-side rate limit and its number of concurrent
+/// syncs come from the values.
 #[test]
 fn template_passes_the_controllers_client_rate_limit() {
     let a = args(component(&template(&[]), "Deployment", "controller"));
     assert_eq!(flag(&a, "--kube-api-qps"), Some("50"), "{a:?}");
     assert_eq!(flag(&a, "--kube-api-burst"), Some("100"), "{a:?}");
+    assert_eq!(
+        flag(&a, "--concurrent-deployment-syncs"),
+        Some("5"),
+        "{a:?}"
+    );
     let a = args(component(
-        &template(&["controller.kubeApiQps=7,controller.kubeApiBurst=9"]),
+        &template(&[
+            "controller.kubeApiQps=7,controller.kubeApiBurst=9,controller.concurrentDeploymentSyncs=11",
+        ]),
         "Deployment",
         "controller",
     ));
     assert_eq!(flag(&a, "--kube-api-qps"), Some("7"), "{a:?}");
     assert_eq!(flag(&a, "--kube-api-burst"), Some("9"), "{a:?}");
+    assert_eq!(
+        flag(&a, "--concurrent-deployment-syncs"),
+        Some("11"),
+        "{a:?}"
+    );
 }
 
 fn component_of_kind<'a>(objs: &'a [Value], kind_: &str) -> &'a Value {

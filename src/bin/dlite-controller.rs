@@ -29,6 +29,12 @@ struct Args {
     /// --kube-api-qps / --kube-api-burst, as dlite-scheduler takes them.
     #[command(flatten)]
     rate: RateLimitArgs,
+    /// DeploymentLites synced at once (kube-controller-manager's
+    /// --concurrent-deployment-syncs, same default). One object is never
+    /// synced twice at once, whatever the value.
+    #[arg(long, env = "DLITE_CONCURRENT_DEPLOYMENT_SYNCS", default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    concurrent_deployment_syncs: u16,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -61,12 +67,20 @@ async fn main() -> anyhow::Result<()> {
 
     // Readiness also needs the API server to answer (see Health).
     let _probe = server::probe_api_server(client.clone(), health.clone());
-    tracing::info!(namespace = ?args.namespace, leader_elect = args.runtime.leader_elect, qps, burst, "starting dlite-controller");
+    tracing::info!(
+        namespace = ?args.namespace,
+        leader_elect = args.runtime.leader_elect,
+        qps,
+        burst,
+        concurrent_deployment_syncs = args.concurrent_deployment_syncs,
+        "starting dlite-controller"
+    );
     let shutdown = dlite::telemetry::shutdown_signal().boxed().shared();
     let work = reconciler::run(
         client.clone(),
         Options {
             namespace: args.namespace,
+            concurrent_syncs: args.concurrent_deployment_syncs,
         },
         metrics.clone(),
         health.clone(),
@@ -150,6 +164,24 @@ mod tests {
             let e = parse(args).unwrap().rate.resolve().unwrap_err().to_string();
             assert_eq!(e, want, "{args:?}");
         }
+    }
+
+    /// Upstream's default of 5 workers; 0 would run nothing, so it is
+    /// refused with the flag named rather than taken as "unbounded".
+    #[test]
+    fn concurrent_deployment_syncs_flag() {
+        assert_eq!(parse(&[]).unwrap().concurrent_deployment_syncs, 5);
+        assert_eq!(
+            parse(&["--concurrent-deployment-syncs=20"])
+                .unwrap()
+                .concurrent_deployment_syncs,
+            20
+        );
+        let e = parse(&["--concurrent-deployment-syncs=0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--concurrent-deployment-syncs"), "{e}");
+        assert!(e.contains("0 is not in 1..=65535"), "{e}");
     }
 
     #[test]

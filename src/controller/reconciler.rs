@@ -128,10 +128,24 @@ impl EventQueue {
 }
 
 /// Options of the controller process.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// Watch only this namespace (all when `None`).
     pub namespace: Option<String>,
+    /// Reconciles running at once. Bounded as upstream's worker count is:
+    /// unbounded, a burst of N new objects starts N syncs that all wait on
+    /// the client's token bucket at once, each holding its requests and
+    /// state, so memory grows with N and no object finishes early.
+    pub concurrent_syncs: u16,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            namespace: None,
+            concurrent_syncs: 5,
+        }
+    }
 }
 
 fn api_for<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -239,7 +253,7 @@ pub async fn run(
     // jitter) would wait again on every one of them, and kept it deaf for up
     // to a minute after an API server outage.
     let controller = Controller::for_stream(dl_stream, dl_store.clone())
-        .with_config(ControllerConfig::default())
+        .with_config(ControllerConfig::default().concurrency(opts.concurrent_syncs))
         .trigger_backoff(crate::runtime::NoBackoff);
     let dls_for_depth = dl_store.clone();
     let background = tokio::spawn(async move {
