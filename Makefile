@@ -79,7 +79,9 @@ bench-scheduler: ## dlite-scheduler vs kube-scheduler vs a raw binder on the loc
 # directory under target/), never on the shared one: it puts 10,000 kwok pods
 # on it. kube-controller-manager creates the pods of both sides and
 # kube-scheduler binds them, so both get client limits high enough that
-# neither limit sets the times being compared. No real node: the machine has
+# neither limit sets the times being compared; dlite-controller, the
+# Deployment controller's counterpart, gets kube-controller-manager's limits
+# (the bench reads DLITE_KCM_QPS/BURST). No real node: the machine has
 # room for one (kubelet ports, kubepods cgroups) and the bench needs only kwok.
 BENCH_SCALE_TESTENV = DLITE_REAL_NODE=0 DLITE_TESTENV_DIR=$(CURDIR)/target/bench-scale/testenv \
 	DLITE_APISERVER_PORT=$${BENCH_SCALE_APISERVER_PORT:-36443} \
@@ -91,5 +93,6 @@ bench-scale: ## 1000 DeploymentLites x 5 vs 1000 Deployments x 5 on a private co
 	cargo bench --bench scale --no-run
 	mkdir -p target/bench-scale
 	$(BENCH_SCALE_TESTENV) hack/testenv up --nodes 100 > target/bench-scale/env
-	eval "$$(grep '^export ' target/bench-scale/env)" && cargo bench --bench scale -- $(BENCH_ARGS); \
+	eval "$$(grep '^export ' target/bench-scale/env)" && \
+	  DLITE_KCM_QPS=2000 DLITE_KCM_BURST=4000 cargo bench --bench scale -- $(BENCH_ARGS); \
 	  rc=$$?; $(BENCH_SCALE_TESTENV) hack/testenv down; exit $$rc

@@ -59,6 +59,19 @@ struct Args {
     /// The dlite-controller binary [default: the release build cargo bench made].
     #[arg(long)]
     controller: Option<PathBuf>,
+    /// dlite-controller's --kube-api-qps. Its Deployment counterpart shares
+    /// kube-controller-manager's client, which `make bench-scale` raises to
+    /// 2000/4000 (DLITE_KCM_QPS/BURST): the same limits here, so neither
+    /// side's client limit sets the times compared.
+    #[arg(long, env = "DLITE_KCM_QPS", default_value_t = 2000.0)]
+    controller_qps: f64,
+    /// dlite-controller's --kube-api-burst (see --controller-qps).
+    #[arg(long, env = "DLITE_KCM_BURST", default_value_t = 4000)]
+    controller_burst: u32,
+    /// dlite-controller's --concurrent-deployment-syncs [default: its own, 5,
+    /// as kube-controller-manager's].
+    #[arg(long)]
+    controller_concurrent_syncs: Option<u16>,
     /// Kubeconfig of the cluster to use (required: the benchmark never
     /// falls back to the shared local control plane).
     #[arg(long, env = "KUBECONFIG")]
@@ -305,16 +318,21 @@ fn start_controller(args: &Args, bin: &Path, namespace: &str) -> anyhow::Result<
     std::fs::create_dir_all(&args.out)?;
     let log = args.out.join(format!("{namespace}-controller.log"));
     let file = std::fs::File::create(&log)?;
-    Command::new(bin)
-        .args([
-            "--namespace",
-            namespace,
-            "--metrics-bind-address",
-            "127.0.0.1:0",
-            "--health-probe-bind-address",
-            "127.0.0.1:0",
-        ])
-        .env("KUBECONFIG", &args.kubeconfig)
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--namespace",
+        namespace,
+        "--metrics-bind-address",
+        "127.0.0.1:0",
+        "--health-probe-bind-address",
+        "127.0.0.1:0",
+    ])
+    .arg(format!("--kube-api-qps={}", args.controller_qps))
+    .arg(format!("--kube-api-burst={}", args.controller_burst));
+    if let Some(n) = args.controller_concurrent_syncs {
+        cmd.arg(format!("--concurrent-deployment-syncs={n}"));
+    }
+    cmd.env("KUBECONFIG", &args.kubeconfig)
         // Info, as a deployed controller logs: debug lines would measure the logger.
         .env("RUST_LOG", "info")
         .stdout(file.try_clone()?)
