@@ -83,10 +83,11 @@ bench-scheduler: ## dlite-scheduler vs kube-scheduler vs a raw binder on the loc
 # Deployment controller's counterpart, gets kube-controller-manager's limits
 # (the bench reads DLITE_KCM_QPS/BURST). No real node: the machine has
 # room for one (kubelet ports, kubepods cgroups) and the bench needs only kwok.
+BENCH_SCALE_KCM_LIMITS = DLITE_KCM_QPS=2000 DLITE_KCM_BURST=4000
 BENCH_SCALE_TESTENV = DLITE_REAL_NODE=0 DLITE_TESTENV_DIR=$(CURDIR)/target/bench-scale/testenv \
 	DLITE_APISERVER_PORT=$${BENCH_SCALE_APISERVER_PORT:-36443} \
 	DLITE_ETCD_PORT=$${BENCH_SCALE_ETCD_PORT:-33790} DLITE_ETCD_PEER_PORT=$${BENCH_SCALE_ETCD_PEER_PORT:-33800} \
-	DLITE_KCM_QPS=2000 DLITE_KCM_BURST=4000 DLITE_SCHEDULER_QPS=2000 DLITE_SCHEDULER_BURST=4000
+	$(BENCH_SCALE_KCM_LIMITS) DLITE_SCHEDULER_QPS=2000 DLITE_SCHEDULER_BURST=4000
 
 .PHONY: bench-scale
 bench-scale: ## 1000 DeploymentLites x 5 vs 1000 Deployments x 5 on a private control plane, release build (BENCH_ARGS="--repeat 3", "--objects 200")
@@ -94,5 +95,5 @@ bench-scale: ## 1000 DeploymentLites x 5 vs 1000 Deployments x 5 on a private co
 	mkdir -p target/bench-scale
 	$(BENCH_SCALE_TESTENV) hack/testenv up --nodes 100 > target/bench-scale/env
 	eval "$$(grep '^export ' target/bench-scale/env)" && \
-	  DLITE_KCM_QPS=2000 DLITE_KCM_BURST=4000 cargo bench --bench scale -- $(BENCH_ARGS); \
+	  $(BENCH_SCALE_KCM_LIMITS) cargo bench --bench scale -- $(BENCH_ARGS); \
 	  rc=$$?; $(BENCH_SCALE_TESTENV) hack/testenv down; exit $$rc

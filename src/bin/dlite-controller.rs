@@ -32,7 +32,7 @@ struct Args {
     /// DeploymentLites synced at once (kube-controller-manager's
     /// --concurrent-deployment-syncs, same default). One object is never
     /// synced twice at once, whatever the value.
-    #[arg(long, env = "DLITE_CONCURRENT_DEPLOYMENT_SYNCS", default_value_t = 5,
+    #[arg(long, env = "DLITE_CONCURRENT_DEPLOYMENT_SYNCS", default_value_t = reconciler::DEFAULT_CONCURRENT_SYNCS,
           value_parser = clap::value_parser!(u16).range(1..))]
     concurrent_deployment_syncs: u16,
     #[command(flatten)]

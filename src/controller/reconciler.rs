@@ -127,6 +127,10 @@ impl EventQueue {
     }
 }
 
+/// Syncs running at once unless told otherwise: kube-controller-manager's
+/// default for --concurrent-deployment-syncs.
+pub const DEFAULT_CONCURRENT_SYNCS: u16 = 5;
+
 /// Options of the controller process.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -137,15 +141,6 @@ pub struct Options {
     /// the client's token bucket at once, each holding its requests and
     /// state, so memory grows with N and no object finishes early.
     pub concurrent_syncs: u16,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            namespace: None,
-            concurrent_syncs: 5,
-        }
-    }
 }
 
 fn api_for<K>(client: &Client, namespace: &Option<String>) -> Api<K>
