@@ -11,6 +11,13 @@
 //! depends only on the template and the namespace (admission may differ per
 //! namespace), so it is cached by both: one request per template change,
 //! not one per sync, and one for many objects that share a template.
+//!
+//! A ReplicaSet the controller creates from a template answers the same
+//! question for free: the server stored that template with the same
+//! defaulting a dry run applies (the two differ only in the hash label's
+//! value, which no defaulting reads). [`ServerDefaults::learn`] caches it,
+//! so a new object, whose first sync needs no defaulted template (there is
+//! no ReplicaSet to compare with), costs no dry run at all.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,10 +66,7 @@ impl ServerDefaults {
         dl: &DeploymentLite,
     ) -> Result<Defaulted, kube::Error> {
         let ns = dl.namespace().unwrap_or_default();
-        let key = (
-            ns.clone(),
-            serde_json::to_string(&dl.spec.template).expect("a PodTemplateSpec serializes"),
-        );
+        let key = cache_key(&ns, &dl.spec.template);
         if let Some(t) = self.cache.lock().expect("cache lock").get(&key) {
             return Ok(Defaulted::Template(t.clone()));
         }
@@ -72,25 +76,38 @@ impl ServerDefaults {
             ..Default::default()
         };
         match api.create(&pp, &dry_run_replica_set(dl)).await {
-            Ok(rs) => {
-                let template = rs
-                    .spec
-                    .and_then(|s| s.template)
-                    .map(|t| without_hash_label(&t))
-                    .unwrap_or_default();
-                let template = Arc::new(template);
-                // Once per namespace and template: tests count these lines.
-                tracing::debug!(namespace = %ns, "pod template defaulted by the API server (dry run)");
-                let mut cache = self.cache.lock().expect("cache lock");
-                if cache.len() >= MAX_ENTRIES {
-                    cache.clear();
-                }
-                cache.insert(key, template.clone());
-                Ok(Defaulted::Template(template))
-            }
+            Ok(rs) => Ok(Defaulted::Template(self.insert(key, &rs, "dry run"))),
             Err(kube::Error::Api(s)) if is_refusal(s.code) => Ok(Defaulted::Refused(s.message)),
             Err(e) => Err(e),
         }
+    }
+
+    /// Remembers what the server stored for `rs`, a ReplicaSet just created
+    /// from `written` (the object's template as written): the answer a dry
+    /// run of `written` would give.
+    pub fn learn(&self, ns: &str, written: &PodTemplateSpec, rs: &ReplicaSet) {
+        let key = cache_key(ns, written);
+        if !self.cache.lock().expect("cache lock").contains_key(&key) {
+            self.insert(key, rs, "create");
+        }
+    }
+
+    fn insert(&self, key: (String, String), rs: &ReplicaSet, from: &str) -> Arc<PodTemplateSpec> {
+        let template = rs
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.as_ref())
+            .map(without_hash_label)
+            .unwrap_or_default();
+        let template = Arc::new(template);
+        // Once per namespace and template: tests count these lines.
+        tracing::debug!(namespace = %key.0, from, "pod template defaulted by the API server");
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() >= MAX_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, template.clone());
+        template
     }
 
     /// Number of cached templates (for tests and metrics).
@@ -101,6 +118,14 @@ impl ServerDefaults {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The cache key: the namespace and the template exactly as written.
+fn cache_key(ns: &str, template: &PodTemplateSpec) -> (String, String) {
+    (
+        ns.to_string(),
+        serde_json::to_string(template).expect("a PodTemplateSpec serializes"),
+    )
 }
 
 /// A client error about the request itself, which a retry would not change.

@@ -520,7 +520,17 @@ async fn reconcile_inner(
     let claimed = claim_replica_sets(&ctx, &dl, &ns, rses).await?;
     let pods = pods_of(&ctx, &dl, &ns, &claimed).await?;
 
-    let template = defaulted_template(&ctx, &dl).await?;
+    // The defaulted template tells the new ReplicaSet from the old ones and
+    // a rollback target from the current template. With no ReplicaSet there
+    // is nothing to tell apart: the new one is built from the template as
+    // written either way (the server defaults it on create), and the create
+    // teaches the cache what a dry run would have (ServerDefaults::learn).
+    // So a new object's first sync skips the dry run.
+    let template = if claimed.is_empty() {
+        dl.spec.template.clone()
+    } else {
+        defaulted_template(&ctx, &dl).await?
+    };
     let plan = planner::plan(SyncInput {
         dl: &dl,
         rses: &claimed,
@@ -529,7 +539,7 @@ async fn reconcile_inner(
         now: k8s_openapi::jiff::Timestamp::now(),
     });
     debug!(actions = plan.actions.len(), "planned");
-    execute(&ctx, &dl, &ns, &template, plan).await
+    execute(&ctx, &dl, &ns, plan).await
 }
 
 /// The object's template as the API server defaults it. When the server
@@ -650,7 +660,6 @@ async fn execute(
     ctx: &Context,
     dl: &DeploymentLite,
     ns: &str,
-    template: &PodTemplateSpec,
     plan: planner::Plan,
 ) -> Result<Requeue, Error> {
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), ns);
@@ -667,6 +676,7 @@ async fn execute(
                 let size = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
                 match rs_api.create(&PostParams::default(), &rs).await {
                     Ok(created) => {
+                        ctx.defaults.learn(ns, &dl.spec.template, &created);
                         ctx.expectations.created(
                             &key,
                             &rs_name,
@@ -680,10 +690,8 @@ async fn execute(
                         }
                     }
                     Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
-                        return handle_name_collision(
-                            ctx, dl, &current, &rs_api, &rs_name, template, status,
-                        )
-                        .await;
+                        return handle_name_collision(ctx, dl, &current, &rs_api, &rs_name, status)
+                            .await;
                     }
                     // As upstream: a terminating namespace refuses every
                     // create, so there is nothing to report.
@@ -858,7 +866,6 @@ async fn handle_name_collision(
     current: &DeploymentLite,
     rs_api: &Api<ReplicaSet>,
     rs_name: &str,
-    template: &PodTemplateSpec,
     mut status: DeploymentLiteStatus,
 ) -> Result<Requeue, Error> {
     let existing = rs_api
@@ -869,11 +876,18 @@ async fn handle_name_collision(
         .owner_references()
         .iter()
         .any(|o| o.controller == Some(true) && Some(&o.uid) == dl.uid().as_ref());
-    let same_template = existing
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.as_ref())
-        .is_some_and(|t| equal_ignore_hash(template, t));
+    let same_template = if ours {
+        // Defaulted, as the existing ReplicaSet's is (the sync may have
+        // skipped the dry run, seeing no ReplicaSet of its own).
+        let template = defaulted_template(ctx, dl).await?;
+        existing
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.as_ref())
+            .is_some_and(|t| equal_ignore_hash(&template, t))
+    } else {
+        false
+    };
     if ours && same_template {
         debug!(
             replicaset = rs_name,

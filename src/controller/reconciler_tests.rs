@@ -142,9 +142,7 @@ async fn writes_go_out_in_plan_order_each_conditional_on_what_was_read() {
         status: status_with_replicas(4),
         requeue_after: Some(Duration::from_secs(3)),
     };
-    let requeue = execute(&context(&api), &dl(), NS, &dl().spec.template, plan)
-        .await
-        .unwrap();
+    let requeue = execute(&context(&api), &dl(), NS, plan).await.unwrap();
     assert_eq!(requeue, Requeue::requeue(Duration::from_secs(3)));
 
     let (r, events) = writes_and_events(&api, 2).await;
@@ -212,9 +210,7 @@ async fn a_conflict_ends_the_sync_before_any_later_write() {
         requeue_after: None,
     };
     let ctx = Arc::new(context(&api));
-    let err = execute(&ctx, &dl(), NS, &dl().spec.template, plan)
-        .await
-        .unwrap_err();
+    let err = execute(&ctx, &dl(), NS, plan).await.unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     // Nothing after the refused write: no scale-up, no event, no status.
     assert_eq!(api.lines(), [format!("PATCH {RS_PATH}/web-old")]);
@@ -234,9 +230,7 @@ async fn an_unchanged_status_is_not_written() {
         status: current.status.clone().unwrap(),
         requeue_after: None,
     };
-    let requeue = execute(&context(&api), &current, NS, &current.spec.template, plan)
-        .await
-        .unwrap();
+    let requeue = execute(&context(&api), &current, NS, plan).await.unwrap();
     assert_eq!(requeue, Requeue::await_change());
     assert!(api.lines().is_empty(), "{:?}", api.lines());
 }
@@ -259,9 +253,7 @@ async fn history_cleanup_deletes_with_uid_and_version_preconditions_and_tolerate
         status: dl().status.unwrap(),
         requeue_after: None,
     };
-    execute(&context(&api), &dl(), NS, &dl().spec.template, plan)
-        .await
-        .unwrap();
+    execute(&context(&api), &dl(), NS, plan).await.unwrap();
     let r = api.requests();
     assert_eq!(
         api.lines(),
@@ -307,9 +299,7 @@ async fn a_name_taken_by_another_controller_raises_the_collision_count() {
         status: status_with_replicas(3),
         requeue_after: None,
     };
-    let requeue = execute(&context(&api), &dl(), NS, &dl().spec.template, plan)
-        .await
-        .unwrap();
+    let requeue = execute(&context(&api), &dl(), NS, plan).await.unwrap();
     assert_eq!(requeue, Requeue::requeue(Duration::from_millis(100)));
     let (r, events) = writes_and_events(&api, 1).await;
     assert_eq!(
@@ -340,9 +330,7 @@ async fn a_rollback_replaces_the_object_and_the_status_follows_its_version() {
         status: status_with_replicas(3),
         requeue_after: None,
     };
-    execute(&context(&api), &object, NS, &object.spec.template, plan)
-        .await
-        .unwrap();
+    execute(&context(&api), &object, NS, plan).await.unwrap();
     assert_eq!(
         api.lines(),
         [format!("PUT {DL_PATH}"), format!("PUT {DL_PATH}/status")]
@@ -357,4 +345,35 @@ async fn a_rollback_replaces_the_object_and_the_status_follows_its_version() {
         "nginx:1.26"
     );
     assert_eq!(r[1].body["metadata"]["resourceVersion"], "11");
+}
+
+/// The ReplicaSet the server stored answers what a dry run of the same
+/// template would: after a create, the defaulted template comes from the
+/// cache, with no request (a new object's first sync needs no dry run).
+#[tokio::test]
+async fn a_created_replica_set_teaches_the_defaulted_template() {
+    let api = FakeApi::start(well_behaved);
+    let ctx = context(&api);
+    let plan = planner::Plan {
+        actions: vec![Action::CreateReplicaSet(new_rs(1))],
+        status: status_with_replicas(1),
+        requeue_after: None,
+    };
+    execute(&ctx, &dl(), NS, plan).await.unwrap();
+    assert_eq!(ctx.defaults.len(), 1);
+    let learnt = ctx.defaults.template(&ctx.client, &dl()).await.unwrap();
+    // What the fake server stored (well_behaved answers every ReplicaSet
+    // write with the same object), less the hash label.
+    let stored = replica_set("replicasets", 1, "dl-uid")
+        .spec
+        .unwrap()
+        .template
+        .unwrap();
+    assert_eq!(learnt, Defaulted::Template(Arc::new(stored)));
+    let creates = api
+        .lines()
+        .iter()
+        .filter(|l| *l == &format!("POST {RS_PATH}"))
+        .count();
+    assert_eq!(creates, 1, "{:?}", api.lines());
 }
