@@ -19,7 +19,7 @@
 //! at that point. The namespace is deleted and waited for before the next
 //! run. Sides alternate in order from run to run; the median is reported.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -135,6 +135,88 @@ struct Run {
     created_secs: f64,
     available_secs: f64,
     peak_rss_mib: Option<f64>,
+    /// What the API server served during the run (both controllers, the
+    /// scheduler, kwok and this benchmark together).
+    requests: Requests,
+}
+
+/// Requests the API server served, per resource and verb: how many, and the
+/// seconds it spent on them (apiserver_request_duration_seconds_sum), from
+/// its /metrics. The difference of two scrapes is what a run cost it.
+#[derive(Default, Clone)]
+struct Requests(BTreeMap<String, (f64, f64)>);
+
+impl Requests {
+    async fn scrape(client: &Client) -> anyhow::Result<Requests> {
+        let req = http::Request::get("/metrics").body(Vec::new())?;
+        let text = client.request_text(req).await?;
+        let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        for line in text.lines() {
+            let (metric, count) = if let Some(rest) = line.strip_prefix("apiserver_request_total{")
+            {
+                (rest, true)
+            } else if let Some(rest) = line.strip_prefix("apiserver_request_duration_seconds_sum{")
+            {
+                (rest, false)
+            } else {
+                continue;
+            };
+            let Some((labels, value)) = metric.rsplit_once("} ") else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            let label = |name: &str| {
+                labels
+                    .split("\",")
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            let resource = label("resource");
+            // Long-running watches and the API server's own discovery are
+            // not the controllers' work.
+            let verb = label("verb");
+            if resource.is_empty() || verb == "WATCH" || verb == "CONNECT" {
+                continue;
+            }
+            let sub = label("subresource");
+            let dry = if label("dry_run").is_empty() {
+                ""
+            } else {
+                " (dry run)"
+            };
+            let key = format!(
+                "{verb} {resource}{}{dry}",
+                if sub.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{sub}")
+                }
+            );
+            let e = out.entry(key).or_default();
+            if count {
+                e.0 += value;
+            } else {
+                e.1 += value;
+            }
+        }
+        Ok(Requests(out))
+    }
+
+    /// `self - before`, rows that did not change left out.
+    fn since(&self, before: &Requests) -> Requests {
+        Requests(
+            self.0
+                .iter()
+                .filter_map(|(k, (n, s))| {
+                    let (n0, s0) = before.0.get(k).copied().unwrap_or_default();
+                    (n - n0 > 0.0).then(|| (k.clone(), (n - n0, s - s0)))
+                })
+                .collect(),
+        )
+    }
 }
 
 fn peak_rss_mib(pid: u32) -> Option<f64> {
@@ -379,6 +461,7 @@ async fn run_side(client: &Client, args: &Args, side: Side, round: usize) -> any
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    let requests_before = Requests::scrape(client).await?;
     let start = Instant::now();
     futures::stream::iter(0..total)
         .map(|i| {
@@ -432,6 +515,7 @@ async fn run_side(client: &Client, args: &Args, side: Side, round: usize) -> any
         }
     }
     let available_secs = start.elapsed().as_secs_f64();
+    let requests = Requests::scrape(client).await?.since(&requests_before);
     let peak_rss_mib = controller.as_ref().and_then(|c| peak_rss_mib(c.id()));
     eprintln!(
         "  all {total} {}s Available in {available_secs:.1} s{}",
@@ -453,7 +537,49 @@ async fn run_side(client: &Client, args: &Args, side: Side, round: usize) -> any
         created_secs,
         available_secs,
         peak_rss_mib,
+        requests,
     })
+}
+
+/// The API server's work per side, summed over the runs: the requests of
+/// each kind and the seconds spent serving them, largest first. Both sides
+/// share the ReplicaSet controller, the scheduler and kwok, so the
+/// difference between the columns is what the two Deployment controllers
+/// asked for.
+fn requests_table(runs: &[(Side, Run)]) -> String {
+    let mut sum: BTreeMap<String, [(f64, f64); 2]> = BTreeMap::new();
+    for (side, run) in runs {
+        let i = usize::from(*side == Side::DeploymentLite);
+        for (k, (n, s)) in &run.requests.0 {
+            let e = &mut sum.entry(k.clone()).or_default()[i];
+            e.0 += n;
+            e.1 += s;
+        }
+    }
+    let mut rows: Vec<_> = sum.into_iter().collect();
+    rows.sort_by(|a, b| {
+        let w = |r: &[(f64, f64); 2]| r[0].1.max(r[1].1);
+        w(&b.1).total_cmp(&w(&a.1))
+    });
+    let total = |i: usize| -> (f64, f64) {
+        rows.iter()
+            .fold((0.0, 0.0), |(n, s), (_, r)| (n + r[i].0, s + r[i].1))
+    };
+    let (dn, ds) = total(0);
+    let (ln, ls) = total(1);
+    let mut t = String::from(
+        "\nAPI server requests during the runs (all clients; watches left out), summed over runs: count and seconds serving them:\n\n\
+         | request | Deployment | DeploymentLite |\n|---|---|---|\n",
+    );
+    t.push_str(&format!(
+        "| all | {dn:.0} ({ds:.1} s) | {ln:.0} ({ls:.1} s) |\n"
+    ));
+    for (k, [(dn, ds), (ln, ls)]) in rows.iter().take(16) {
+        t.push_str(&format!(
+            "| {k} | {dn:.0} ({ds:.1} s) | {ln:.0} ({ls:.1} s) |\n"
+        ));
+    }
+    t
 }
 
 /// The median; NaN (printed as such) for a side that was not run.
@@ -568,6 +694,7 @@ async fn main() -> anyhow::Result<()> {
             r.map(|m| format!("{m:.1} MiB")).unwrap_or_default()
         ));
     }
+    table.push_str(&requests_table(&runs));
     println!("\n{table}");
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("table.md");
