@@ -140,17 +140,53 @@ struct Run {
     requests: Requests,
 }
 
-/// Requests the API server served, per resource and verb: how many, and the
-/// seconds it spent on them (apiserver_request_duration_seconds_sum), from
-/// its /metrics. The difference of two scrapes is what a run cost it.
+/// Requests the API server served, per resource and verb: how many, the
+/// seconds it spent on them (apiserver_request_duration_seconds_sum), and
+/// how many it answered with an error (a 409 Conflict among them: a write
+/// from a stale read), from its /metrics. The difference of two scrapes is
+/// what a run cost it.
 #[derive(Default, Clone)]
-struct Requests(BTreeMap<String, (f64, f64)>);
+struct Requests(BTreeMap<String, Served>);
+
+#[derive(Default, Clone, Copy)]
+struct Served {
+    count: f64,
+    seconds: f64,
+    errors: f64,
+}
+
+impl Served {
+    fn plus(self, o: Served) -> Served {
+        Served {
+            count: self.count + o.count,
+            seconds: self.seconds + o.seconds,
+            errors: self.errors + o.errors,
+        }
+    }
+
+    fn minus(self, o: Served) -> Served {
+        Served {
+            count: self.count - o.count,
+            seconds: self.seconds - o.seconds,
+            errors: self.errors - o.errors,
+        }
+    }
+
+    fn cell(&self) -> String {
+        let errors = if self.errors > 0.0 {
+            format!(", {:.0} errors", self.errors)
+        } else {
+            String::new()
+        };
+        format!("{:.0} ({:.1} s{errors})", self.count, self.seconds)
+    }
+}
 
 impl Requests {
     async fn scrape(client: &Client) -> anyhow::Result<Requests> {
         let req = http::Request::get("/metrics").body(Vec::new())?;
         let text = client.request_text(req).await?;
-        let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        let mut out: BTreeMap<String, Served> = BTreeMap::new();
         for line in text.lines() {
             let (metric, count) = if let Some(rest) = line.strip_prefix("apiserver_request_total{")
             {
@@ -197,9 +233,12 @@ impl Requests {
             );
             let e = out.entry(key).or_default();
             if count {
-                e.0 += value;
+                e.count += value;
+                if !label("code").starts_with('2') {
+                    e.errors += value;
+                }
             } else {
-                e.1 += value;
+                e.seconds += value;
             }
         }
         Ok(Requests(out))
@@ -210,9 +249,9 @@ impl Requests {
         Requests(
             self.0
                 .iter()
-                .filter_map(|(k, (n, s))| {
-                    let (n0, s0) = before.0.get(k).copied().unwrap_or_default();
-                    (n - n0 > 0.0).then(|| (k.clone(), (n - n0, s - s0)))
+                .filter_map(|(k, now)| {
+                    let d = now.minus(before.0.get(k).copied().unwrap_or_default());
+                    (d.count > 0.0).then(|| (k.clone(), d))
                 })
                 .collect(),
         )
@@ -547,37 +586,34 @@ async fn run_side(client: &Client, args: &Args, side: Side, round: usize) -> any
 /// difference between the columns is what the two Deployment controllers
 /// asked for.
 fn requests_table(runs: &[(Side, Run)]) -> String {
-    let mut sum: BTreeMap<String, [(f64, f64); 2]> = BTreeMap::new();
+    let mut sum: BTreeMap<String, [Served; 2]> = BTreeMap::new();
     for (side, run) in runs {
         let i = usize::from(*side == Side::DeploymentLite);
-        for (k, (n, s)) in &run.requests.0 {
+        for (k, served) in &run.requests.0 {
             let e = &mut sum.entry(k.clone()).or_default()[i];
-            e.0 += n;
-            e.1 += s;
+            *e = e.plus(*served);
         }
     }
     let mut rows: Vec<_> = sum.into_iter().collect();
     rows.sort_by(|a, b| {
-        let w = |r: &[(f64, f64); 2]| r[0].1.max(r[1].1);
+        let w = |r: &[Served; 2]| r[0].seconds.max(r[1].seconds);
         w(&b.1).total_cmp(&w(&a.1))
     });
-    let total = |i: usize| -> (f64, f64) {
+    let total = |i: usize| {
         rows.iter()
-            .fold((0.0, 0.0), |(n, s), (_, r)| (n + r[i].0, s + r[i].1))
+            .fold(Served::default(), |t, (_, r)| t.plus(r[i]))
     };
-    let (dn, ds) = total(0);
-    let (ln, ls) = total(1);
     let mut t = String::from(
-        "\nAPI server requests during the runs (all clients; watches left out), summed over runs: count and seconds serving them:\n\n\
+        "\nAPI server requests during the runs (all clients; watches left out), summed over runs: count, seconds serving them, and error answers:\n\n\
          | request | Deployment | DeploymentLite |\n|---|---|---|\n",
     );
     t.push_str(&format!(
-        "| all | {dn:.0} ({ds:.1} s) | {ln:.0} ({ls:.1} s) |\n"
+        "| all | {} | {} |\n",
+        total(0).cell(),
+        total(1).cell()
     ));
-    for (k, [(dn, ds), (ln, ls)]) in rows.iter().take(16) {
-        t.push_str(&format!(
-            "| {k} | {dn:.0} ({ds:.1} s) | {ln:.0} ({ls:.1} s) |\n"
-        ));
+    for (k, [d, l]) in rows.iter().take(16) {
+        t.push_str(&format!("| {k} | {} | {} |\n", d.cell(), l.cell()));
     }
     t
 }
