@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use dlite::api::DeploymentLite;
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -250,6 +251,148 @@ async fn rolled_out_web(dls: &Api<DeploymentLite>, scheduler_name: &str, image: 
     .await
     .unwrap();
     wait_complete(dls, "web", ROLLOUT).await;
+}
+
+/// The native twin of `web`: an apps/v1 Deployment `native` with the same
+/// size, strategy and pod template, rolled out by kube-controller-manager
+/// through the same faults. Where `web` breaks its bounds, `native` says
+/// whether upstream, fed the same statuses by the same ReplicaSet
+/// controller and kubelet, did too.
+async fn rolled_out_native(admin: &Client, ns: &str, scheduler_name: &str, image: &str) {
+    let deploys: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": NATIVE},
+        "spec": {
+            "replicas": REPLICAS,
+            "selector": {"matchLabels": {"app": NATIVE}},
+            "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            "template": {
+                "metadata": {"labels": {"app": NATIVE},
+                             "annotations": {"testenv.dlite.dev/ready-after": "1"}},
+                "spec": {"schedulerName": scheduler_name, "terminationGracePeriodSeconds": 0,
+                         "containers": [{"name": "app", "image": image}]}
+            }
+        }
+    }))
+    .unwrap();
+    deploys.create(&PostParams::default(), &d).await.unwrap();
+    native_complete(&deploys, ROLLOUT).await;
+}
+
+const NATIVE: &str = "native";
+
+async fn set_native_image(deploys: &Api<Deployment>, image: &str) {
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}});
+    deploys
+        .patch(NATIVE, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .expect("changing the Deployment's image");
+}
+
+/// Waits until `native`'s rollout is complete, as `kubectl rollout status`
+/// judges it.
+async fn native_complete(deploys: &Api<Deployment>, timeout: Duration) {
+    wait_for(
+        "Deployment native to finish its rollout",
+        timeout,
+        || async {
+            let d = deploys.get(NATIVE).await.map_err(|e| e.to_string())?;
+            let st = d.status.clone().unwrap_or_default();
+            let r = Some(REPLICAS);
+            let progressed = st.conditions.iter().flatten().any(|c| {
+                c.type_ == "Progressing" && c.reason.as_deref() == Some("NewReplicaSetAvailable")
+            });
+            if st.observed_generation >= d.metadata.generation
+                && st.updated_replicas == r
+                && st.replicas == r
+                && st.available_replicas == r
+                && progressed
+            {
+                Ok(())
+            } else {
+                Err(format!("status {st:?}"))
+            }
+        },
+    )
+    .await
+}
+
+/// Waits for `web`'s rollout to complete; on a timeout the failure names
+/// every one of its pods that is not Ready, with its node, phase and
+/// conditions, so a pod left behind by an outage (unbound, a dropped kwok
+/// stage) shows which component left it.
+async fn complete_or_show_pods(
+    dls: &Api<DeploymentLite>,
+    ns: &TestNamespace,
+    timeout: Duration,
+) -> DeploymentLite {
+    let pods: Api<Pod> = ns.api();
+    let pods = &pods;
+    wait_for(
+        "DeploymentLite web to finish its rollout",
+        timeout,
+        || async move {
+            let dl = dls.get("web").await.map_err(|e| e.to_string())?;
+            if support::dl::rollout_complete(&dl) {
+                return Ok(dl);
+            }
+            let list = pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let unready: Vec<String> = list
+                .items
+                .iter()
+                .filter(|p| !support::dl::is_pod_ready(p))
+                .map(|p| {
+                    let st = p.status.clone().unwrap_or_default();
+                    let conds: Vec<String> = st
+                        .conditions
+                        .iter()
+                        .flatten()
+                        .map(|c| format!("{}={}", c.type_, c.status))
+                        .collect();
+                    format!(
+                        "{} node={:?} phase={:?} deleting={} conditions={conds:?}",
+                        p.metadata.name.as_deref().unwrap_or(""),
+                        p.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+                        st.phase,
+                        p.metadata.deletion_timestamp.is_some()
+                    )
+                })
+                .collect();
+            // The ReplicaSets as stored: a status behind its pods points at the
+            // ReplicaSet controller, a DeploymentLite status behind its
+            // ReplicaSets at dlite-controller.
+            let rses: Api<ReplicaSet> = ns.api();
+            let rses: Vec<String> = rses
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .iter()
+                .map(|rs| {
+                    let st = rs.status.clone().unwrap_or_default();
+                    format!(
+                        "{}={}/{}/ready {}/available {}/observed {}",
+                        rs.metadata.name.as_deref().unwrap_or(""),
+                        support::dl::rs_replicas(rs),
+                        st.replicas,
+                        st.ready_replicas.unwrap_or(0),
+                        st.available_replicas.unwrap_or(0),
+                        st.observed_generation.unwrap_or(0)
+                    )
+                })
+                .collect();
+            Err(format!(
+                "status {:?}; ReplicaSets {rses:?}; {} pods, not Ready: {unready:?}",
+                dl.status.unwrap_or_default(),
+                list.items.len()
+            ))
+        },
+    )
+    .await
 }
 
 /// A namespace on a private control plane.
@@ -561,6 +704,9 @@ struct Recovery {
     /// long after the API server answered).
     components: Vec<(&'static str, bool, Duration)>,
     rollout_done: Duration,
+    /// The native Deployment's rollout finishing, and its bounds.
+    native_done: Duration,
+    native_verdict: String,
 }
 
 /// Watches the components' /readyz for `span`, noting who reported 503.
@@ -587,9 +733,13 @@ async fn outage(
     fault: Fault,
     image: &str,
 ) -> Recovery {
-    // Mid-rollout: the new template is in and the rollout has started.
+    // Mid-rollout: the new template is in and the rollout has started, for
+    // the DeploymentLite and its native twin alike.
     let sampler = Sampler::start(ns, "web", MAX_PODS, MIN_READY);
+    let native_sampler = Sampler::start(ns, NATIVE, MAX_PODS, MIN_READY);
+    let deploys: Api<Deployment> = Api::namespaced(admin.clone(), &ns.name);
     set_image(dls, "web", image).await;
+    set_native_image(&deploys, image).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let views: Vec<&Component> = components.iter().map(|c| &**c).collect();
@@ -649,10 +799,34 @@ async fn outage(
         wait_ready(c, RECOVERY + Duration::from_secs(30)).await;
         recovered.push((c.name, saw[i], back.elapsed()));
     }
-    let dl = wait_complete(dls, "web", ROLLOUT).await;
-    let rollout_done = back.elapsed();
-    let samples = sampler.finish().await;
+    // Both rollouts are waited for side by side, each timed on its own.
+    let ((dl, samples, rollout_done), (native, native_done)) = tokio::join!(
+        async {
+            let dl = complete_or_show_pods(dls, ns, ROLLOUT).await;
+            let done = back.elapsed();
+            (dl, sampler.finish().await, done)
+        },
+        async {
+            native_complete(&deploys, ROLLOUT).await;
+            let done = back.elapsed();
+            (native_sampler.finish().await, done)
+        }
+    );
     let what = format!("{victim} {fault:?}");
+    let native_verdict = if native.violations.is_empty() {
+        format!("bounds held in {} samples", native.count)
+    } else {
+        format!(
+            "bounds broken in {} of {} samples, first {:?}",
+            native.violations.len(),
+            native.count,
+            &native.violations[..native.violations.len().min(3)]
+        )
+    };
+    eprintln!(
+        "[outages] {what}: the native Deployment completed {native_done:.1?} after; {native_verdict}; most pods that lost readiness at once: {} (DeploymentLite {})",
+        native.lost_readiness, samples.lost_readiness
+    );
     if !samples.violations.is_empty() {
         // Pods the node controller marked NotReady (a node whose Lease went
         // unrenewed too long) are lost to a disruption, not to the rollout:
@@ -664,7 +838,7 @@ async fn outage(
             .map(|l| l.items.len().to_string())
             .unwrap_or_else(|e| format!("? ({e})"));
         panic!(
-            "{what}: bounds broken ({} samples): {:?}; NodeNotReady events in the namespace (pods the node controller marked NotReady): {marked}",
+            "{what}: bounds broken ({} samples): {:?}; NodeNotReady events in the namespace (pods the node controller marked NotReady): {marked}; the native Deployment through the same fault: {native_verdict}",
             samples.count, samples.violations
         );
     }
@@ -696,6 +870,8 @@ async fn outage(
         outage,
         components: recovered,
         rollout_done,
+        native_done,
+        native_verdict,
     }
 }
 
@@ -778,6 +954,7 @@ async fn api_server_and_etcd_outages_mid_rollout() {
     // components carry the rollout.
     let dls: Api<DeploymentLite> = ns.api();
     rolled_out_web(&dls, scheduler_name, "app:v0").await;
+    rolled_out_native(&admin, &ns.name, scheduler_name, "app:v0").await;
     let stream = PodStream::start(&admin, &ns.name, scheduler_name, Duration::from_millis(500));
     let resync = KubeletResync::start(&admin, &ns.name);
 
@@ -884,25 +1061,29 @@ async fn api_server_and_etcd_outages_mid_rollout() {
         .unwrap()
         .items
         .len();
+    // Rollouts: the DeploymentLite's six (v0, four faults, 410) and the
+    // native Deployment's five, each binding at most MAX_PODS pods.
+    let rollout_pods = 11 * MAX_PODS;
     assert!(
-        bindings <= created + 6 * MAX_PODS,
-        "{bindings} bindings accepted for {created} streamed pods and at most {} rollout pods",
-        6 * MAX_PODS
+        bindings <= created + rollout_pods,
+        "{bindings} bindings accepted for {created} streamed pods and at most {rollout_pods} rollout pods"
     );
 
     println!("\nRecovery after each fault (seconds after the API server answered again):");
     println!(
-        "| fault | outage | dlite-controller ready | dlite-scheduler ready | rollout complete |"
+        "| fault | outage | dlite-controller ready | dlite-scheduler ready | rollout complete | native Deployment complete | native Deployment's bounds |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for r in &table {
         println!(
-            "| {} | {:.1} s | {:.1} s | {:.1} s | {:.1} s |",
+            "| {} | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {} |",
             r.fault,
             r.outage.as_secs_f64(),
             r.components[0].2.as_secs_f64(),
             r.components[1].2.as_secs_f64(),
-            r.rollout_done.as_secs_f64()
+            r.rollout_done.as_secs_f64(),
+            r.native_done.as_secs_f64(),
+            r.native_verdict
         );
     }
     println!(

@@ -182,6 +182,19 @@ pub fn condition(dl: &DeploymentLite, type_: &str) -> Option<(String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default()))
 }
 
+/// Whether the rollout of the current generation is complete, as `kubectl
+/// rollout status` judges it.
+pub fn rollout_complete(dl: &DeploymentLite) -> bool {
+    let st = dl.status.clone().unwrap_or_default();
+    let r = dl.spec.replicas;
+    st.observed_generation >= dl.metadata.generation
+        && st.updated_replicas == r
+        && st.replicas == r
+        && st.available_replicas == r
+        && condition(dl, "Progressing")
+            .is_some_and(|(_, reason)| reason == "NewReplicaSetAvailable")
+}
+
 /// Waits until the rollout of the current generation is complete, as
 /// `kubectl rollout status` judges it.
 pub async fn wait_complete(
@@ -194,18 +207,10 @@ pub async fn wait_complete(
         timeout,
         || async {
             let dl = api.get(name).await.map_err(|e| e.to_string())?;
-            let st = dl.status.clone().unwrap_or_default();
-            let r = dl.spec.replicas;
-            let done = st.observed_generation >= dl.metadata.generation
-                && st.updated_replicas == r
-                && st.replicas == r
-                && st.available_replicas == r
-                && condition(&dl, "Progressing")
-                    .is_some_and(|(_, reason)| reason == "NewReplicaSetAvailable");
-            if done {
+            if rollout_complete(&dl) {
                 Ok(dl)
             } else {
-                Err(format!("status {st:?}"))
+                Err(format!("status {:?}", dl.status.unwrap_or_default()))
             }
         },
     )
@@ -251,6 +256,10 @@ pub struct Samples {
     pub violations: Vec<String>,
     pub max_pods: usize,
     pub min_ready: usize,
+    /// The most live pods seen at once that had been Ready and no longer
+    /// were (counted towards the floor: readiness is the pod's, not the
+    /// controller's).
+    pub lost_readiness: usize,
     /// Distinct pod-template-hash sets seen at once (for Recreate).
     pub overlaps: Vec<String>,
 }
@@ -258,8 +267,10 @@ pub struct Samples {
 /// Samples the pods (and ReplicaSets) of a DeploymentLite every 100 ms and
 /// records every moment the rollout bounds are broken: ReplicaSet sizes
 /// summing above replicas + maxSurge, fewer Ready pods than replicas -
-/// maxUnavailable, or more live pods than replicas + maxSurge while no
-/// ReplicaSet is still scaling down.
+/// maxUnavailable (a pod that was Ready and lost its readiness while live
+/// still counts: the controller took nothing down), or more live pods than
+/// replicas + maxSurge while no ReplicaSet is still scaling down. Works for
+/// a Deployment too (the selector is `app=<name>`).
 pub struct Sampler {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<Samples>,
@@ -277,6 +288,12 @@ impl Sampler {
                 min_ready: usize::MAX,
                 ..Default::default()
             };
+            // Pods seen Ready at some sample: one that is later live and
+            // not Ready lost its readiness by itself (a probe, a node marked
+            // NotReady), which no controller can cause or prevent, so it
+            // counts towards the floor as upstream's own guarantee does
+            // (maxUnavailable bounds what the controller takes down).
+            let mut was_ready = std::collections::HashSet::new();
             while !stop2.load(Ordering::Relaxed) {
                 let lp = ListParams::default().labels(&selector);
                 // ReplicaSets first: a scale-down they still show as pending
@@ -291,42 +308,84 @@ impl Sampler {
                         .filter(|p| p.metadata.deletion_timestamp.is_none())
                         .collect();
                     let ready = live.iter().filter(|p| is_pod_ready(p)).count();
-                    let rs_total: i32 = rl.items.iter().map(rs_replicas).sum();
-                    s.count += 1;
-                    s.max_pods = s.max_pods.max(live.len());
-                    s.min_ready = s.min_ready.min(ready);
-                    // The bound is on ReplicaSet sizes (checked below), as
-                    // upstream's: a new ReplicaSet may grow once an old one's
-                    // size is lowered, before the ReplicaSet controller has
-                    // deleted the pod. Live pods above the bound are a
-                    // violation only when no ReplicaSet is still scaling down.
-                    let scaling_down = rl
-                        .items
+                    let lost = live
                         .iter()
-                        .any(|rs| rs.status.as_ref().map_or(0, |st| st.replicas) > rs_replicas(rs));
-                    if live.len() > max_total && !scaling_down {
-                        s.violations
-                            .push(format!("{} live pods > {max_total}", live.len()));
+                        .filter(|p| !is_pod_ready(p) && was_ready.contains(&p.name_any()))
+                        .count();
+                    was_ready.extend(
+                        live.iter()
+                            .filter(|p| is_pod_ready(p))
+                            .map(|p| p.name_any()),
+                    );
+                    // Live and Ready pods per owning ReplicaSet (uid).
+                    let mut owned: std::collections::HashMap<String, (i32, i32)> =
+                        Default::default();
+                    for p in &live {
+                        if let Some(o) = p
+                            .owner_references()
+                            .iter()
+                            .find(|o| o.controller == Some(true))
+                        {
+                            let e = owned.entry(o.uid.clone()).or_default();
+                            e.0 += 1;
+                            e.1 += i32::from(is_pod_ready(p));
+                        }
                     }
-                    if ready < min_ready {
-                        // What the controller saw: each ReplicaSet's size
-                        // and its status (replicas, available).
-                        let rs_view: Vec<String> = rl
-                            .items
+                    let owned_of = |rs: &ReplicaSet| {
+                        owned
+                            .get(rs.metadata.uid.as_deref().unwrap_or(""))
+                            .copied()
+                            .unwrap_or_default()
+                    };
+                    // Each ReplicaSet: size/status.replicas/status.available,
+                    // then the live and Ready pods it owns as listed.
+                    let rs_view = || -> Vec<String> {
+                        rl.items
                             .iter()
                             .map(|rs| {
                                 let st = rs.status.clone().unwrap_or_default();
+                                let (l, r) = owned_of(rs);
                                 format!(
-                                    "{}={}/{}/{}",
+                                    "{}={}/{}/{} pods {l}/{r}",
                                     rs.metadata.name.as_deref().unwrap_or(""),
                                     rs_replicas(rs),
                                     st.replicas,
                                     st.available_replicas.unwrap_or(0)
                                 )
                             })
-                            .collect();
+                            .collect()
+                    };
+                    let rs_total: i32 = rl.items.iter().map(rs_replicas).sum();
+                    s.count += 1;
+                    s.max_pods = s.max_pods.max(live.len());
+                    s.min_ready = s.min_ready.min(ready);
+                    s.lost_readiness = s.lost_readiness.max(lost);
+                    // The bound is on ReplicaSet sizes (checked below), as
+                    // upstream's: a new ReplicaSet may grow once an old one's
+                    // size is lowered, before the ReplicaSet controller has
+                    // deleted the pod. Live pods above the bound are a
+                    // violation only when no ReplicaSet is still scaling
+                    // down: none reports more replicas than its size, and
+                    // none owns more live pods than its size (the
+                    // ReplicaSet controller may not have counted them yet,
+                    // as after an outage, when pods whose create answer was
+                    // lost turn up).
+                    let scaling_down = rl.items.iter().any(|rs| {
+                        let size = rs_replicas(rs);
+                        rs.status.as_ref().map_or(0, |st| st.replicas) > size
+                            || owned_of(rs).0 > size
+                    });
+                    if live.len() > max_total && !scaling_down {
                         s.violations.push(format!(
-                            "{ready} ready pods < {min_ready} (ReplicaSets size/replicas/available: {rs_view:?})"
+                            "{} live pods > {max_total} (ReplicaSets size/replicas/available pods live/ready: {:?})",
+                            live.len(),
+                            rs_view()
+                        ));
+                    }
+                    if ready + lost < min_ready {
+                        s.violations.push(format!(
+                            "{ready} ready pods (+{lost} that lost readiness) < {min_ready} (ReplicaSets size/replicas/available pods live/ready: {:?})",
+                            rs_view()
                         ));
                     }
                     if rs_total as usize > max_total {
