@@ -132,7 +132,7 @@ impl<'a> Sync<'a> {
                         reason::PROGRESSING,
                         "True",
                         reason::NEW_RS_AVAILABLE,
-                        format!("{what} has successfully progressed."),
+                        completed_message(&what),
                         self.now,
                     );
                     self.set_condition(c);
@@ -232,6 +232,12 @@ pub(super) fn terminating_replicas<'r>(rses: impl Iterator<Item = &'r ReplicaSet
         }
     }
     Some(sum)
+}
+
+/// The Progressing message of a completed rollout; `what` names the new
+/// ReplicaSet (or the object, when there is none).
+pub(super) fn completed_message(what: &str) -> String {
+    format!("{what} has successfully progressed.")
 }
 
 /// A rollout made progress when more pods are updated, fewer old ones

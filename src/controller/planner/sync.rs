@@ -2,6 +2,7 @@
 //! or created with its revision, the paused condition, scaling events and
 //! proportional scaling, and history cleanup.
 
+use super::progress::completed_message;
 use super::*;
 use crate::controller::hash::with_hash_label;
 
@@ -55,17 +56,37 @@ impl<'a> Sync<'a> {
                 .as_ref()
                 .map(|n| n.state.name.clone())
                 .unwrap_or_default();
-            if self.has_progress_deadline()
-                && get_condition(&self.status.conditions, reason::PROGRESSING).is_none()
-            {
-                let c = new_condition(
-                    reason::PROGRESSING,
-                    "True",
-                    reason::FOUND_NEW_RS,
-                    format!("Found new replica set \"{name}\""),
-                    self.now,
-                );
-                self.set_condition(c);
+            if self.has_progress_deadline() {
+                let progressing = get_condition(&self.status.conditions, reason::PROGRESSING);
+                if progressing.is_none() {
+                    let c = new_condition(
+                        reason::PROGRESSING,
+                        "True",
+                        reason::FOUND_NEW_RS,
+                        format!("Found new replica set \"{name}\""),
+                        self.now,
+                    );
+                    self.set_condition(c);
+                } else if let Some(created) = self.lost_creation_record(progressing) {
+                    // The sync that created this ReplicaSet had its status
+                    // write refused (409 from a stale cache: the object's own
+                    // previous write had not arrived yet). Its condition is
+                    // recorded now, dated as it would have been. Without it
+                    // a Recreate rollout stays "complete" under the previous
+                    // revision's NewReplicaSetAvailable (status.replicas ==
+                    // updatedReplicas, no old pods), and its progress
+                    // deadline never runs out. Upstream has the same window
+                    // (its create-time UpdateStatus can fail too); outside
+                    // it, what is recorded is what upstream records.
+                    let c = new_condition(
+                        reason::PROGRESSING,
+                        "True",
+                        reason::NEW_RS_CREATED,
+                        format!("Created new replica set \"{name}\""),
+                        created,
+                    );
+                    self.set_condition(c);
+                }
             }
             self.annotate_deployment(revision);
             return;
@@ -74,6 +95,25 @@ impl<'a> Sync<'a> {
             return;
         }
         self.create_new_rs(new_revision);
+    }
+
+    /// The new ReplicaSet's creation time, when the Progressing condition
+    /// still reports the completion of another ReplicaSet from before that
+    /// creation: the creating sync's `NewReplicaSetCreated` never reached
+    /// the API server. A rollback to an existing, older ReplicaSet is not
+    /// such a case (it was created before the completion), and keeps
+    /// upstream's condition.
+    fn lost_creation_record(&self, progressing: Option<&DeploymentCondition>) -> Option<Timestamp> {
+        let c = progressing?;
+        let new_rs = self.new_rs.as_ref()?;
+        let created = new_rs.state.created?;
+        let completed_at = from_time(c.last_update_time.as_ref()?);
+        let of_this_rs = c.message.as_deref()
+            == Some(completed_message(&format!("ReplicaSet \"{}\"", new_rs.state.name)).as_str());
+        (c.reason.as_deref() == Some(reason::NEW_RS_AVAILABLE)
+            && !of_this_rs
+            && completed_at <= created)
+            .then_some(created)
     }
 
     /// Mirrors the current revision on the object, as upstream does.

@@ -1290,6 +1290,82 @@ fn recreate_scales_an_existing_new_replica_set_to_full_size() {
     );
 }
 
+/// A Recreate rollout whose new ReplicaSet (nginx:2) exists, scaled up but
+/// with no pods yet, and the old one is empty: the Progressing condition
+/// still reads `completion`, as when the creating sync's status write was
+/// refused with a 409 (seen in the autoRollback cluster test: the rollout
+/// then never timed out).
+fn recreate_after_completion(completion: DeploymentCondition, new_created_minute: i64) -> Plan {
+    let mut d = recreate_dl();
+    d.status = Some(stored(
+        2,
+        (0, 0, 0, 0),
+        3,
+        vec![available_true(secs_ago(7200)), completion],
+    ));
+    let mut new = scaled_for(rs_json("nginx:2", 2, new_created_minute, 3, 0), 3, 3);
+    new["status"]["replicas"] = json!(0);
+    let rses = vec![
+        rs(completed(scaled_for(rs_json("nginx:1", 1, 0, 0, 0), 3, 3))),
+        rs(new),
+    ];
+    run(&d, &rses, &[])
+}
+
+fn completion_of(image: &str, at: Timestamp) -> DeploymentCondition {
+    let msg = format!(
+        "ReplicaSet \"{}\" has successfully progressed.",
+        rs_name(image)
+    );
+    cond(
+        "Progressing",
+        "True",
+        "NewReplicaSetAvailable",
+        &msg,
+        at,
+        at,
+    )
+}
+
+#[test]
+fn a_lost_creation_record_is_restored_and_the_deadline_runs_from_the_creation() {
+    // Completed (nginx:1) an hour and a half ago; nginx:2 created 60 s ago.
+    let p = recreate_after_completion(completion_of("nginx:1", secs_ago(5400)), 59);
+    let c = get(&p.status, "Progressing");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_deref()),
+        ("True", Some("NewReplicaSetCreated"))
+    );
+    let msg = format!("Created new replica set \"{}\"", rs_name("nginx:2"));
+    assert_eq!(c.message.as_deref(), Some(msg.as_str()));
+    assert_eq!(c.last_update_time, Some(to_time(secs_ago(60))));
+    // True before and after: the transition time stays.
+    assert_eq!(c.last_transition_time, Some(to_time(secs_ago(5400))));
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(600 - 60 + 1)));
+
+    // Created 20 minutes ago with no pod since: past the 600 s deadline.
+    let p = recreate_after_completion(completion_of("nginx:1", secs_ago(5400)), 40);
+    assert_eq!(
+        sr(&p.status, "Progressing"),
+        ("False".into(), "ProgressDeadlineExceeded".into())
+    );
+}
+
+#[test]
+fn a_completion_after_the_new_replica_set_was_created_is_left_as_upstream_leaves_it() {
+    // A rollback to an existing, older ReplicaSet: created (minute 30)
+    // before the recorded completion of another one (60 s ago). Upstream
+    // keeps NewReplicaSetAvailable while status.replicas == updatedReplicas.
+    let completion = completion_of("nginx:1", secs_ago(60));
+    let p = recreate_after_completion(completion.clone(), 30);
+    assert_eq!(get(&p.status, "Progressing"), &completion);
+    assert_eq!(p.requeue_after, None);
+    // The completion of the new ReplicaSet itself is its own record.
+    let own = completion_of("nginx:2", secs_ago(5400));
+    let p = recreate_after_completion(own.clone(), 59);
+    assert_eq!(get(&p.status, "Progressing"), &own);
+}
+
 // ---------------------------------------------------------------------------
 // 8. Progress deadline
 // ---------------------------------------------------------------------------
