@@ -77,6 +77,40 @@ pub struct Context {
     pub defaults: ServerDefaults,
     /// This controller's ReplicaSet writes the cache has not yet shown.
     pub expectations: Expectations,
+    /// The sync workers (see [`Workers`]).
+    pub workers: Workers,
+}
+
+/// At most N syncs at once, granted in the order they were asked for, as
+/// upstream's work queue hands keys to its `--concurrent-deployment-syncs`
+/// workers.
+///
+/// kube-runtime's own concurrency limit is not used for this: when every
+/// slot is busy it keeps the waiting objects in a hash set and takes
+/// whichever the set yields first, so an object synced a moment ago (woken
+/// again by its ReplicaSet's status) could run before one never synced at
+/// all. Under a burst that made each object sync once per pod turning
+/// Ready, about twice as many status writes as a Deployment's, and left the
+/// last new objects waiting twice as long for their first sync. Here the
+/// runner starts every requested sync at once (still never two of one
+/// object: a request for an object whose sync is waiting or running is
+/// held, and requests piling up meanwhile collapse into one), and each
+/// waits on a fair semaphore: first asked, first served, so the changes an
+/// object collects while it waits are handled by one sync.
+pub struct Workers {
+    permits: tokio::sync::Semaphore,
+    /// The objects as the watch shows them now: a sync that waited syncs
+    /// the newest version, not the one it was asked for with.
+    deploymentlites: Store<DeploymentLite>,
+}
+
+impl Workers {
+    pub fn new(concurrent_syncs: u16, deploymentlites: Store<DeploymentLite>) -> Self {
+        Workers {
+            permits: tokio::sync::Semaphore::new(usize::from(concurrent_syncs)),
+            deploymentlites,
+        }
+    }
 }
 
 /// One event waiting to be recorded.
@@ -235,6 +269,7 @@ pub async fn run(
         metrics: metrics.clone(),
         defaults: ServerDefaults::default(),
         expectations: Expectations::default(),
+        workers: Workers::new(opts.concurrent_syncs, dl_store.clone()),
     });
 
     // No debounce: kube-runtime's is trailing-edge, so every ReplicaSet
@@ -247,8 +282,10 @@ pub async fn run(
     // backoff on the merged trigger streams (client-go's, up to 30 s plus
     // jitter) would wait again on every one of them, and kept it deaf for up
     // to a minute after an API server outage.
+    // Unbounded here: the limit is Workers', which is first come, first
+    // served.
     let controller = Controller::for_stream(dl_stream, dl_store.clone())
-        .with_config(ControllerConfig::default().concurrency(opts.concurrent_syncs))
+        .with_config(ControllerConfig::default().concurrency(0))
         .trigger_backoff(crate::runtime::NoBackoff);
     let dls_for_depth = dl_store.clone();
     let background = tokio::spawn(async move {
@@ -457,14 +494,27 @@ pub fn error_policy(dl: Arc<DeploymentLite>, err: &Error, _ctx: Arc<Context>) ->
     }
 }
 
-/// One reconcile of one DeploymentLite.
+/// One reconcile of one DeploymentLite, once a worker is free.
 pub async fn reconcile(dl: Arc<DeploymentLite>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let _worker = ctx
+        .workers
+        .permits
+        .acquire()
+        .await
+        .expect("the workers' semaphore is never closed");
+    // Gone while it waited: its deletion needs nothing from this
+    // controller (the garbage collector removes what it owned).
+    let Some(dl) = ctx.workers.deploymentlites.get(&ObjectRef::from_obj(&*dl)) else {
+        return Ok(Requeue::await_change());
+    };
     let ns = dl
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let span = info_span!("reconcile", deploymentlite = %format!("{ns}/{}", dl.name_any()), generation = dl.metadata.generation);
     let start = std::time::Instant::now();
-    let result = reconcile_inner(dl, ctx.clone(), ns).instrument(span).await;
+    // Boxed: every requested sync waits on the workers as a future of its
+    // own, and unboxed each would be as large as the whole sync's state.
+    let result = Box::pin(reconcile_inner(dl, ctx.clone(), ns).instrument(span)).await;
     let m = &ctx.metrics;
     m.reconcile_duration.observe(start.elapsed().as_secs_f64());
     let outcome = if result.is_ok() { "success" } else { "error" };

@@ -55,6 +55,7 @@ fn context(api: &FakeApi) -> Context {
         metrics: ControllerMetrics::register(&mut Registry::default()),
         defaults: ServerDefaults::default(),
         expectations: Default::default(),
+        workers: Workers::new(1, Writer::<DeploymentLite>::default().as_reader()),
     }
 }
 
