@@ -927,9 +927,9 @@ struct Deliberate;
 impl Deliberate {
     /// (1) Annotation prefix: `deployment.kubernetes.io/` vs `dlite.dev/`.
     fn annotation_key(side: Side, key: &str) -> Option<String> {
+        // No scenario turns autoRollback on, so no `completed-at` mark may
+        // appear: it is compared like any other annotation.
         match key.strip_prefix(side.annotation_prefix()) {
-            // (3) autoRollback's bookkeeping of completed revisions.
-            Some("completed-at") if side == Side::Dl => None,
             Some(rest) => Some(format!("<prefix>/{rest}")),
             None if key == "kubectl.kubernetes.io/last-applied-configuration" => None,
             None => Some(key.to_string()),

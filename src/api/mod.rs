@@ -164,7 +164,8 @@ pub struct DeploymentLiteSpec {
     pub rollback_to: Option<RollbackConfig>,
 
     /// Beyond apps/v1: when a rollout exceeds its progress deadline, roll back
-    /// to the newest revision that ever completed. Off by default.
+    /// to the newest revision that completed while this was on. Off by
+    /// default.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_rollback: bool,
 }

@@ -72,7 +72,17 @@ impl<'a> Sync<'a> {
 
     /// Remembers on the new ReplicaSet that its rollout once completed, so
     /// automatic rollback knows which revisions were good.
+    ///
+    /// Only with autoRollback on, the one reader of the mark: the write is a
+    /// ReplicaSet PATCH upstream never makes, one per rollout, and it races
+    /// the ReplicaSet controller's status write of the same moment (a 409,
+    /// a GET and a second PUT on its side). Revisions that completed while
+    /// autoRollback was off are therefore not known as good; the one
+    /// running when it is turned on is marked by the next sync.
     pub(super) fn mark_completed_revision(&mut self) {
+        if !self.dl.spec.auto_rollback {
+            return;
+        }
         // Judge by the status just computed, not only by the condition: a
         // rollback re-activating an old ReplicaSet inherits a stale
         // NewReplicaSetAvailable from the previous rollout.

@@ -566,21 +566,42 @@ fn rolling_update_steps_through_plan() {
         ((3, 3), (5, 5), vec![update("nginx:2", 5, 10, n.clone())]),
         ((3, 3), (10, 5), vec![]),
         ((3, 3), (10, 10), vec![update("nginx:1", 3, 0, o.clone())]),
-        // Complete: the new ReplicaSet is marked as a completed revision.
-        (
-            (0, 0),
-            (10, 10),
-            vec![update("nginx:2", 10, 10, {
-                let mut n = n.clone();
-                n.insert(COMPLETED_AT.into(), ts(t0()));
-                n
-            })],
-        ),
+        // Complete: nothing to write (no autoRollback, so no mark).
+        ((0, 0), (10, 10), vec![]),
     ];
     for (old, new, want) in steps {
         let (d, rses) = rolling_10_3_2(old, Some(new));
         let p = run(&d, &rses, &[]);
         assert_eq!(p.actions, want, "old {old:?} new {new:?}");
+    }
+}
+
+#[test]
+fn a_completed_revision_is_marked_only_for_auto_rollback() {
+    let marked = {
+        let mut n = rs_annotations(2, 10, 13);
+        n.insert(COMPLETED_AT.into(), ts(t0()));
+        n
+    };
+    for auto_rollback in [false, true] {
+        let (mut d, rses) = rolling_10_3_2((0, 0), Some((10, 10)));
+        d.spec.auto_rollback = auto_rollback;
+        let p = run(&d, &rses, &[]);
+        let want = if auto_rollback {
+            vec![update("nginx:2", 10, 10, marked.clone())]
+        } else {
+            vec![]
+        };
+        assert_eq!(p.actions, want, "autoRollback {auto_rollback}");
+        // Once marked, never written again.
+        let (mut d, mut rses) = rolling_10_3_2((0, 0), Some((10, 10)));
+        d.spec.auto_rollback = auto_rollback;
+        rses[1].metadata.annotations = Some(marked.clone());
+        assert_eq!(
+            run(&d, &rses, &[]).actions,
+            vec![],
+            "autoRollback {auto_rollback}, marked"
+        );
     }
 }
 
