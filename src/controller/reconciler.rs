@@ -111,6 +111,23 @@ impl Workers {
             deploymentlites,
         }
     }
+
+    /// Waits for a free worker (first asked, first served), then returns it
+    /// with the object as the cache shows it now; `None` if the object was
+    /// deleted while it waited (its deletion needs nothing from this
+    /// controller: the garbage collector removes what it owned).
+    async fn start(
+        &self,
+        requested: &DeploymentLite,
+    ) -> Option<(tokio::sync::SemaphorePermit<'_>, Arc<DeploymentLite>)> {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the workers' semaphore is never closed");
+        let current = self.deploymentlites.get(&ObjectRef::from_obj(requested))?;
+        Some((permit, current))
+    }
 }
 
 /// One event waiting to be recorded.
@@ -496,15 +513,7 @@ pub fn error_policy(dl: Arc<DeploymentLite>, err: &Error, _ctx: Arc<Context>) ->
 
 /// One reconcile of one DeploymentLite, once a worker is free.
 pub async fn reconcile(dl: Arc<DeploymentLite>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    let _worker = ctx
-        .workers
-        .permits
-        .acquire()
-        .await
-        .expect("the workers' semaphore is never closed");
-    // Gone while it waited: its deletion needs nothing from this
-    // controller (the garbage collector removes what it owned).
-    let Some(dl) = ctx.workers.deploymentlites.get(&ObjectRef::from_obj(&*dl)) else {
+    let Some((_worker, dl)) = ctx.workers.start(&dl).await else {
         return Ok(Requeue::await_change());
     };
     let ns = dl

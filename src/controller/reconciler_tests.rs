@@ -378,3 +378,53 @@ async fn a_created_replica_set_teaches_the_defaulted_template() {
         .count();
     assert_eq!(creates, 1, "{:?}", api.lines());
 }
+
+fn store_of(objects: &[DeploymentLite]) -> Store<DeploymentLite> {
+    let mut writer = Writer::<DeploymentLite>::default();
+    for o in objects {
+        writer.apply_watcher_event(&watcher::Event::Apply(o.clone()));
+    }
+    writer.as_reader()
+}
+
+fn named(name: &str, generation: i64) -> DeploymentLite {
+    let mut d = dl();
+    d.metadata.name = Some(name.into());
+    d.metadata.generation = Some(generation);
+    d
+}
+
+#[tokio::test]
+async fn syncs_wait_for_a_worker_in_the_order_they_were_requested() {
+    let names = ["a", "b", "c", "d", "e"];
+    let objects: Vec<DeploymentLite> = names.iter().map(|n| named(n, 1)).collect();
+    let workers = Arc::new(Workers::new(1, store_of(&objects)));
+    let busy = workers.start(&named("a", 1)).await.expect("a is cached");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Requested in a known order: each waits before the next is requested.
+    for name in ["e", "c", "d", "b"] {
+        let (workers, tx) = (workers.clone(), tx.clone());
+        tokio::spawn(async move {
+            let (_permit, current) = workers.start(&named(name, 1)).await.expect("cached");
+            tx.send(current.name_any()).unwrap();
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(busy);
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        order.push(rx.recv().await.unwrap());
+    }
+    assert_eq!(order, ["e", "c", "d", "b"]);
+}
+
+#[tokio::test]
+async fn a_sync_that_waited_syncs_the_object_as_it_is_now() {
+    let workers = Workers::new(1, store_of(&[named("web", 3)]));
+    // Requested when the object was at generation 1: synced at 3.
+    let (permit, current) = workers.start(&named("web", 1)).await.expect("cached");
+    assert_eq!(current.metadata.generation, Some(3));
+    drop(permit);
+    // Deleted while it waited: nothing to sync.
+    assert!(workers.start(&named("gone", 1)).await.is_none());
+}
