@@ -2,6 +2,7 @@
 //! revision's template back; and the opt-in automatic rollback of a
 //! revision that exceeded its progress deadline.
 
+use super::progress::completed_message;
 use super::*;
 
 impl<'a> Sync<'a> {
@@ -76,13 +77,16 @@ impl<'a> Sync<'a> {
     /// Only with autoRollback on, the one reader of the mark: the write is a
     /// ReplicaSet PATCH upstream never makes, one per rollout, and it races
     /// the ReplicaSet controller's status write of the same moment (a 409,
-    /// a GET and a second PUT on its side). Revisions that completed while
-    /// autoRollback was off are therefore not known as good; the one
-    /// running when it is turned on is marked by the next sync.
+    /// a GET and a second PUT on its side). The revision running when
+    /// autoRollback is turned on is marked by the next sync, also when a
+    /// new release comes in the same change (see
+    /// [`Self::mark_previous_completion`]); revisions that completed
+    /// before that are not known as good.
     pub(super) fn mark_completed_revision(&mut self) {
         if !self.dl.spec.auto_rollback {
             return;
         }
+        self.mark_previous_completion();
         // Judge by the status just computed, not only by the condition: a
         // rollback re-activating an old ReplicaSet inherits a stale
         // NewReplicaSetAvailable from the previous rollout.
@@ -114,6 +118,40 @@ impl<'a> Sync<'a> {
             min_ready_seconds: new_rs.min_ready_seconds,
         });
         self.new_rs.as_mut().expect("new RS exists").annotations = annotations;
+    }
+
+    /// The revision the stored status last reported complete
+    /// (`NewReplicaSetAvailable` naming it), now an old ReplicaSet because
+    /// the template changed since, and not marked: autoRollback turned on
+    /// together with a new release. It completed; marked (at the time the
+    /// status recorded it) so the release has something to go back to.
+    fn mark_previous_completion(&mut self) {
+        let stored = self.dl.status.as_ref().map(|s| s.conditions.as_slice());
+        let Some(c) = get_condition(stored.unwrap_or_default(), reason::PROGRESSING) else {
+            return;
+        };
+        if c.reason.as_deref() != Some(reason::NEW_RS_AVAILABLE) {
+            return;
+        }
+        let message = c.message.as_deref().unwrap_or_default();
+        let at = c.last_update_time.as_ref().map_or(self.now, |t| t.0);
+        let Some(rs) = self.old_rses.iter_mut().find(|r| {
+            r.obj.is_some()
+                && !r.annotations.contains_key(COMPLETED_ANNOTATION)
+                && message == completed_message(&format!("ReplicaSet \"{}\"", r.state.name))
+        }) else {
+            return;
+        };
+        rs.annotations
+            .insert(COMPLETED_ANNOTATION.into(), to_rfc3339(at));
+        self.actions.push(Action::UpdateReplicaSet {
+            name: rs.state.name.clone(),
+            resource_version: rs.resource_version.clone(),
+            from: rs.state.spec_replicas,
+            replicas: rs.state.spec_replicas,
+            annotations: rs.annotations.clone(),
+            min_ready_seconds: rs.min_ready_seconds,
+        });
     }
 
     /// Beyond apps/v1 (opt-in `spec.autoRollback`): a rollout that exceeded

@@ -577,6 +577,43 @@ fn rolling_update_steps_through_plan() {
 }
 
 #[test]
+fn auto_rollback_turned_on_with_a_new_release_marks_the_revision_before_it() {
+    // nginx:1 completed (the stored status says so) while autoRollback was
+    // off, so it carries no mark; the change that brought nginx:2 also
+    // turned autoRollback on. Mid-rollout: nginx:2 at 3 of 10, not ready.
+    let completed_at = secs_ago(600);
+    let completion = cond(
+        "Progressing",
+        "True",
+        "NewReplicaSetAvailable",
+        &format!(
+            "ReplicaSet \"{}\" has successfully progressed.",
+            rs_name("nginx:1")
+        ),
+        completed_at,
+        secs_ago(900),
+    );
+    for auto_rollback in [false, true] {
+        let (mut d, rses) = rolling_10_3_2((8, 8), Some((3, 0)));
+        d.spec.auto_rollback = auto_rollback;
+        d.status = Some(stored(1, (10, 10, 10, 10), 10, vec![completion.clone()]));
+        let p = run(&d, &rses, &[]);
+        let marks: Vec<&Action> = p
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::UpdateReplicaSet { annotations, .. } if annotations.contains_key(COMPLETED_AT)))
+            .collect();
+        if !auto_rollback {
+            assert!(marks.is_empty(), "{:?}", p.actions);
+            continue;
+        }
+        let mut want = rs_annotations(1, 10, 13);
+        want.insert(COMPLETED_AT.into(), ts(completed_at));
+        assert_eq!(marks, [&update("nginx:1", 8, 8, want)], "{:?}", p.actions);
+    }
+}
+
+#[test]
 fn a_completed_revision_is_marked_only_for_auto_rollback() {
     let marked = {
         let mut n = rs_annotations(2, 10, 13);
