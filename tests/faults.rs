@@ -32,6 +32,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::{Value, json};
 use support::dl::{Sampler, install_crd, manifest, set_image, wait_complete};
+use support::plane::ControlPlane;
 use support::{Process, TestNamespace, http_get, metric, wait_for};
 
 const ROLLOUT: Duration = Duration::from_secs(120);
@@ -44,58 +45,17 @@ const MIN_READY: usize = 15;
 
 // ------------------------------------------------------------ control plane
 
-/// Why this run cannot own a control plane, if it cannot: the faults need
-/// `hack/testenv`'s binaries, which are built only for the local setup.
 fn skip_reason() -> Option<String> {
-    let bin_dir = Command::new(support::repo_root().join("hack/testenv"))
-        .arg("bin-dir")
-        .output()
-        .ok()
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let built = bin_dir.is_some_and(|d| d.join("kube-apiserver").is_file());
-    let foreign = std::env::var_os("KUBECONFIG").is_some_and(|k| !k.is_empty());
-    (!built && foreign).then(|| {
-        "skipped: the fault suite stops and restarts kube-apiserver and etcd, so it needs a \
-         control plane of its own from hack/testenv, whose binaries are not built here; \
-         KUBECONFIG names a cluster this suite does not own"
-            .to_string()
-    })
+    support::plane::skip_reason("the fault suite stops and restarts kube-apiserver and etcd")
 }
 
-/// A port below the ephemeral range (so no outgoing connection holds it by
-/// chance) that nothing listens on now.
-fn fixed_port() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    loop {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(Instant::now().elapsed().as_nanos());
-        let port = 20_000 + (h.finish() % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A private `hack/testenv` control plane, taken down when dropped (its
-/// logs are copied to target/test-logs first when the test failed).
-struct ControlPlane {
-    tag: String,
-    dir: PathBuf,
-    env: Vec<(&'static str, String)>,
-    kubeconfig: PathBuf,
-}
-
-impl ControlPlane {
-    fn up(tag: &str) -> ControlPlane {
-        let dir = PathBuf::from(format!("/tmp/dlite-faults-{tag}-{}", std::process::id()));
-        let env = vec![
-            ("DLITE_TESTENV_DIR", dir.display().to_string()),
-            ("DLITE_APISERVER_PORT", fixed_port().to_string()),
-            ("DLITE_ETCD_PORT", fixed_port().to_string()),
-            ("DLITE_ETCD_PEER_PORT", fixed_port().to_string()),
-            // Only kwok nodes: a real kubelet would be one more process
-            // the faults disturb.
-            ("DLITE_REAL_NODE", "0".to_string()),
+/// A private control plane for one fault test (4 kwok nodes).
+fn fault_plane(tag: &str) -> ControlPlane {
+    ControlPlane::up(
+        "faults",
+        tag,
+        4,
+        vec![
             // kube-controller-manager v1.36.3's ReplicaSet controller waits
             // until its informer has seen its own last write (the
             // StaleControllerConsistencyReplicaSet gate, on by default).
@@ -117,65 +77,21 @@ impl ControlPlane {
             // 5 s). The suite judges the components, not node health: give
             // nodes 3 minutes.
             ("DLITE_KCM_NODE_MONITOR_GRACE_PERIOD", "180s".to_string()),
-        ];
-        let mut cp = ControlPlane {
-            tag: tag.into(),
-            dir,
-            env,
-            kubeconfig: PathBuf::new(),
-        };
-        let started = Instant::now();
-        let out = cp.testenv(&["up", "--nodes", "4"]);
-        let path = out
-            .lines()
-            .find_map(|l| l.strip_prefix("export KUBECONFIG="))
-            .unwrap_or_else(|| panic!("hack/testenv up printed no KUBECONFIG line:\n{out}"));
-        cp.kubeconfig = PathBuf::from(path.trim());
-        eprintln!(
-            "[{tag}] private control plane up in {:.0?} ({})",
-            started.elapsed(),
-            cp.dir.display()
-        );
-        cp
-    }
+        ],
+    )
+}
 
-    /// Runs hack/testenv against this control plane; its stdout.
-    fn testenv(&self, args: &[&str]) -> String {
-        let out = Command::new(support::repo_root().join("hack/testenv"))
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-            .output()
-            .expect("running hack/testenv");
-        assert!(
-            out.status.success(),
-            "hack/testenv {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+/// What only the fault suite does with its control plane.
+trait Faults {
+    fn signal(&self, component: &str, signal: &str);
+    fn kubeconfig_as(&self, ns: &str, sa: &str) -> PathBuf;
+    async fn answers(&self, client: &Client) -> bool;
+    fn etcd_url(&self, path: &str) -> String;
+}
 
+impl Faults for ControlPlane {
     fn signal(&self, component: &str, signal: &str) {
         self.testenv(&["signal", component, signal]);
-    }
-
-    fn port(&self, var: &str) -> u16 {
-        self.env
-            .iter()
-            .find(|(k, _)| *k == var)
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap()
-    }
-
-    async fn client(&self) -> Client {
-        let kc = Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let mut cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .unwrap();
-        // The test's own requests must fail fast during an outage.
-        cfg.connect_timeout = Some(Duration::from_secs(2));
-        cfg.read_timeout = Some(Duration::from_secs(10));
-        Client::try_from(cfg).unwrap()
     }
 
     /// A kubeconfig that acts as ServiceAccount `ns/sa` (by impersonation,
@@ -204,32 +120,6 @@ impl ControlPlane {
 
     fn etcd_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port("DLITE_ETCD_PORT"))
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let keep = support::repo_root().join(format!(
-                "target/test-logs/faults-{}-control-plane",
-                self.tag
-            ));
-            let _ = std::fs::remove_dir_all(&keep);
-            let _ = Command::new("cp")
-                .arg("-r")
-                .arg(self.dir.join("logs"))
-                .arg(&keep)
-                .status();
-            eprintln!(
-                "[{}] control plane logs kept in {}",
-                self.tag,
-                keep.display()
-            );
-        }
-        let _ = Command::new(support::repo_root().join("hack/testenv"))
-            .arg("down")
-            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-            .output();
     }
 }
 
@@ -924,7 +814,7 @@ async fn api_server_and_etcd_outages_mid_rollout() {
         return;
     }
     let suite = Instant::now();
-    let cp = ControlPlane::up("outages");
+    let cp = fault_plane("outages");
     let admin = cp.client().await;
     install_crd(&admin).await;
     let ns = namespace(&admin, "outages").await;
@@ -1453,7 +1343,7 @@ async fn throttled_and_crowded() {
         return;
     }
     let started = Instant::now();
-    let cp = ControlPlane::up("load");
+    let cp = fault_plane("load");
     let admin = cp.client().await;
     install_crd(&admin).await;
     let (throttled, crowded) = tokio::join!(throttling(&cp, &admin), memory(&cp, &admin));

@@ -602,7 +602,11 @@ async fn a_pod_that_fits_nowhere_is_explained_and_bound_once_a_node_fits() {
                 .map_err(|e| e.to_string())?
                 .items
                 .len();
-            let expected = format!("0/{n} nodes are available: {n} Insufficient cpu.");
+            // 100 cpu is more than any node has: no eviction helps.
+            let expected = format!(
+                "0/{n} nodes are available: {n} Insufficient cpu. no new claims to deallocate, \
+                 preemption: 0/{n} nodes are available: {n} Preemption is not helpful for scheduling."
+            );
             let p = pods.get("big").await.map_err(|e| e.to_string())?;
             match pod_scheduled_condition(&p) {
                 Some((s, r, m)) if s == "False" && r == "Unschedulable" && m == expected => {

@@ -19,6 +19,7 @@ use super::framework::{
     MIN_FEASIBLE_NODES_TO_FIND, NO_NODES_AVAILABLE_MSG, NodeScore, ScorePlugin, Status,
     filter_node, run_pre_filter_plugins,
 };
+use super::plugins::priority_sort::pod_priority;
 
 /// Why one node was rejected: the first failing filter plugin and its
 /// reasons. Small enough to list per node in an annotation.
@@ -45,7 +46,8 @@ pub struct Diagnosis {
     /// Set when a PreFilter plugin rejected the pod for all nodes at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_filter_msg: Option<String>,
-    /// Appended after the filter reasons (later: the preemption outcome).
+    /// Appended after the filter reasons: what the PostFilter plugins
+    /// say ([`post_filter_message`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_filter_msg: Option<String>,
 }
@@ -333,25 +335,113 @@ pub fn fit_error_message(total_nodes: usize, diagnosis: &Diagnosis) -> String {
                     *counts.entry(reason.as_str()).or_default() += 1;
                 }
             }
-            // Sorted as whole strings, count first, as the upstream message
-            // is: "10 x" sorts before "2 y".
-            let mut entries: Vec<String> = counts
-                .iter()
-                .map(|(reason, n)| format!("{n} {reason}"))
-                .collect();
-            entries.sort();
-            if !entries.is_empty() {
-                msg.push_str(&format!(" {}.", entries.join(", ")));
-            }
+            push_histogram(&mut msg, &counts);
         }
     }
+    // Upstream appends the PostFilter plugins' message as it is, with no
+    // period of its own.
     if let Some(post_filter_msg) = diagnosis
         .post_filter_msg
         .as_deref()
         .filter(|m| !m.is_empty())
     {
-        msg.push_str(&format!(" {post_filter_msg}."));
+        msg.push_str(&format!(" {post_filter_msg}"));
     }
+    msg
+}
+
+/// ` <count> <reason>, ...` and a period, sorted as whole strings, count
+/// first, as upstream's message is: "10 x" sorts before "2 y".
+fn push_histogram(msg: &mut String, counts: &BTreeMap<&str, usize>) {
+    let mut entries: Vec<String> = counts
+        .iter()
+        .map(|(reason, n)| format!("{n} {reason}"))
+        .collect();
+    entries.sort();
+    if !entries.is_empty() {
+        msg.push_str(&format!(" {}.", entries.join(", ")));
+    }
+}
+
+/// Said (as upstream's DefaultPreemption says nothing of the kind) when a
+/// node that failed only for reasons an eviction can change runs pods of
+/// lower priority than the pod's: upstream would dry-run the preemption
+/// there and may evict; dlite-scheduler does not preempt.
+pub const PREEMPTION_NOT_SUPPORTED_MSG: &str =
+    "preemption: not supported by dlite-scheduler, and pods of lower priority run on";
+
+/// The PostFilter part of the message, as far as dlite-scheduler goes: what
+/// upstream's default PostFilter plugins say when they cannot help.
+///
+/// - DynamicResources: `no new claims to deallocate` for a pod without
+///   resource claims (dlite-scheduler does not schedule claims; a pod with
+///   claims gets nothing from it).
+/// - DefaultPreemption: `preemption: ` then `not eligible due to
+///   preemptionPolicy=Never.`, or, when no node has a pod it may evict, the
+///   dry run's verdict as a nested `0/N nodes are available: ...`: nodes
+///   that failed only for reasons an eviction can change (Unschedulable) and
+///   run no pod of lower priority count as `No preemption victims found for
+///   incoming pod`, every other node as `Preemption is not helpful for
+///   scheduling`. When such a node does run pods of lower priority,
+///   upstream would preempt; this says plainly that dlite-scheduler does
+///   not ([`PREEMPTION_NOT_SUPPORTED_MSG`]).
+///
+/// The parts are joined with `, `, DynamicResources first, as upstream's
+/// RunPostFilterPlugins joins the reasons of the plugins that could not help.
+pub fn post_filter_message(pod: &Pod, snapshot: &Snapshot, diagnosis: &Diagnosis) -> String {
+    let spec = pod.spec.as_ref();
+    let mut parts = Vec::new();
+    if spec
+        .and_then(|s| s.resource_claims.as_ref())
+        .is_none_or(Vec::is_empty)
+    {
+        parts.push("no new claims to deallocate".to_string());
+    }
+    parts.push(preemption_message(pod, snapshot, diagnosis));
+    parts.join(", ")
+}
+
+fn preemption_message(pod: &Pod, snapshot: &Snapshot, diagnosis: &Diagnosis) -> String {
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.preemption_policy.as_deref())
+        == Some("Never")
+    {
+        return "preemption: not eligible due to preemptionPolicy=Never.".to_string();
+    }
+    let priority = pod_priority(pod);
+    let mut no_victims = 0;
+    let mut with_victims = Vec::new();
+    for d in diagnosis.nodes.iter().filter(|d| !d.unresolvable) {
+        let lower = snapshot
+            .get(&d.node)
+            .is_some_and(|info| info.pods.iter().any(|p| pod_priority(&p.pod) < priority));
+        if lower {
+            with_victims.push(d.node.as_str());
+        } else {
+            no_victims += 1;
+        }
+    }
+    if !with_victims.is_empty() {
+        return format!(
+            "{PREEMPTION_NOT_SUPPORTED_MSG} {} node(s).",
+            with_victims.len()
+        );
+    }
+    let total = snapshot.len();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    if no_victims > 0 {
+        counts.insert("No preemption victims found for incoming pod", no_victims);
+    }
+    if total > no_victims {
+        counts.insert(
+            "Preemption is not helpful for scheduling",
+            total - no_victims,
+        );
+    }
+    let mut msg = format!("preemption: 0/{total} nodes are available:");
+    push_histogram(&mut msg, &counts);
     msg
 }
 
@@ -413,6 +503,10 @@ pub fn schedule_pod_with(
 ) -> Result<ScheduleResult, FitError> {
     let mut outcome = find_nodes_that_fit_with(framework, pod, snapshot, start_index, parallelizer);
     if outcome.feasible_nodes.is_empty() {
+        if !snapshot.is_empty() {
+            outcome.diagnosis.post_filter_msg =
+                Some(post_filter_message(pod, snapshot, &outcome.diagnosis));
+        }
         return Err(FitError {
             num_all_nodes: snapshot.len(),
             diagnosis: outcome.diagnosis,
@@ -621,6 +715,72 @@ mod tests {
         );
     }
 
+    /// The whole message of a pod that fits nowhere, PostFilter part
+    /// included.
+    fn failure(p: &Pod, nodes: &[k8s_openapi::api::core::v1::Node], pods: &[Pod]) -> String {
+        let fw = default_framework(Profile::default());
+        let snapshot = Snapshot::new(nodes, pods);
+        schedule_pod(&fw, p, &snapshot, 0, 0)
+            .expect_err("fits nowhere")
+            .to_string()
+    }
+
+    #[test]
+    fn post_filter_part_as_upstream_v1_36_words_it() {
+        let two = [
+            node("a").allocatable("4", "8Gi", "110").build(),
+            node("b")
+                .allocatable("4", "8Gi", "110")
+                .taint("k", "v", "NoSchedule")
+                .build(),
+        ];
+        // Larger than a whole node: no eviction can help anywhere.
+        let huge = pod("p").container(&[("cpu", "100")]).build();
+        assert_eq!(
+            failure(&huge, &two, &[]),
+            "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint(s). \
+             no new claims to deallocate, preemption: 0/2 nodes are available: \
+             2 Preemption is not helpful for scheduling."
+        );
+        // Room taken by a pod of the same priority: nothing to evict.
+        let busy = pod("busy").on("a").container(&[("cpu", "3")]).build();
+        let p = pod("p").container(&[("cpu", "2")]).build();
+        assert_eq!(
+            failure(&p, &two, std::slice::from_ref(&busy)),
+            "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint(s). \
+             no new claims to deallocate, preemption: 0/2 nodes are available: \
+             1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling."
+        );
+        // preemptionPolicy: Never.
+        let mut never = p.clone();
+        never.spec.as_mut().unwrap().preemption_policy = Some("Never".into());
+        assert_eq!(
+            failure(&never, &two, std::slice::from_ref(&busy)),
+            "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint(s). \
+             no new claims to deallocate, preemption: not eligible due to preemptionPolicy=Never."
+        );
+        // A lower-priority pod where room is short: upstream would preempt.
+        let high = pod("p").container(&[("cpu", "2")]).priority(100).build();
+        assert_eq!(
+            failure(&high, &two, std::slice::from_ref(&busy)),
+            format!(
+                "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint(s). \
+                 no new claims to deallocate, {PREEMPTION_NOT_SUPPORTED_MSG} 1 node(s)."
+            )
+        );
+        // With resource claims, DynamicResources says nothing here.
+        let mut claims = huge.clone();
+        claims.spec.as_mut().unwrap().resource_claims = Some(vec![
+            serde_json::from_value(serde_json::json!({"name": "gpu", "resourceClaimName": "c"}))
+                .unwrap(),
+        ]);
+        assert!(
+            failure(&claims, &two, &[]).contains(". preemption: 0/2 nodes are available:"),
+            "{}",
+            failure(&claims, &two, &[])
+        );
+    }
+
     #[test]
     fn pre_filter_and_post_filter_messages() {
         let d = Diagnosis {
@@ -630,7 +790,7 @@ mod tests {
         };
         assert_eq!(
             fit_error_message(3, &d),
-            "0/3 nodes are available: node(s) didn't match Pod's node affinity/selector. preemption: not eligible."
+            "0/3 nodes are available: node(s) didn't match Pod's node affinity/selector. preemption: not eligible"
         );
     }
 
@@ -742,7 +902,8 @@ mod tests {
         let err = schedule_pod(&fw, &p3, &snapshot, start, 0).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "0/2 nodes are available: 2 Insufficient cpu."
+            "0/2 nodes are available: 2 Insufficient cpu. no new claims to deallocate, \
+             preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
         );
         assert_eq!(
             err.diagnosis.unschedulable_plugins,

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub mod dl;
 pub mod nodes;
+pub mod plane;
 pub mod realnode;
 
 use k8s_openapi::api::core::v1::{Event, Namespace, ServiceAccount};

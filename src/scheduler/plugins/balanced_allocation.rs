@@ -1,6 +1,12 @@
 //! BalancedAllocation: prefer nodes where CPU and memory would be used in
 //! similar proportions, so neither runs out while the other sits idle.
 //!
+//! Since v1.36 the score is the change in balance the pod brings, not the
+//! balance it leaves: `50 + (50 + with - without) / 2` (integer division),
+//! `with` and `without` the balance of the node's requests with and
+//! without the pod. A node already lopsided that the pod evens out scores
+//! above one the pod leaves as balanced as it was.
+//!
 //! Unlike NodeResourcesFit's scoring it reads actual requests (no 100m /
 //! 200Mi defaults): the defaults would make every best-effort pod look
 //! unbalanced. A pod requesting nothing says nothing about balance, so the
@@ -83,10 +89,20 @@ impl ScorePlugin for BalancedAllocation {
             |s: &PreScoreState| &s.request,
             || pod_requests(pod, false),
         );
+        let allocated = RESOURCES.map(|r| node_info.requested.get(r));
         let requested = RESOURCES.map(|r| node_info.requested.get(r) + request.get(r));
         let allocatable = RESOURCES.map(|r| node_info.allocatable.get(r));
-        balanced_score(&requested, &allocatable)
+        score_of_change(
+            balanced_score(&requested, &allocatable),
+            balanced_score(&allocated, &allocatable),
+        )
     }
+}
+
+/// The score of going from balance `without` to `with`: 75 for no change;
+/// with two resources both are in [50, 100], and so is the score.
+pub fn score_of_change(with: i64, without: i64) -> i64 {
+    MAX_NODE_SCORE / 2 + (MAX_NODE_SCORE / 2 + with - without) / 2
 }
 
 #[cfg(test)]
@@ -98,6 +114,14 @@ mod tests {
     fn formula() {
         assert_eq!(balanced_score(&[3000, 5000], &[4000, 10000]), 87);
         assert_eq!(balanced_score(&[3000, 5000], &[6000, 10000]), 100);
+        // The same two onto empty nodes (balance 100 without the pod), as
+        // upstream v1.36's table has them: 87 -> 68, 100 -> 75.
+        assert_eq!(score_of_change(87, 100), 68);
+        assert_eq!(score_of_change(100, 100), 75);
+        // Two fractions in [0, 1] keep a balance in [50, 100]: evening out
+        // the most lopsided node scores 100, doing the reverse 50.
+        assert_eq!(score_of_change(100, 50), 100);
+        assert_eq!(score_of_change(50, 100), 50);
         assert_eq!(
             balanced_score(&[8000, 0], &[4000, 10000]),
             50,
@@ -138,7 +162,9 @@ mod tests {
             .build();
         let mut state = CycleState::default();
         BalancedAllocation.pre_score(&mut state, &p, &snapshot, &[0]);
-        // cpu 2000/4000 = 0.5, memory 5000/10000 = 0.5: perfectly balanced.
-        assert_eq!(BalancedAllocation.score(&state, &p, &snapshot[0]), 100);
+        // Without the pod cpu 1000/4000, memory 0 (no default counted):
+        // balance 87. With it cpu 2000/4000 = 0.5, memory 5000/10000 = 0.5:
+        // 100. 50 + (50 + 100 - 87) / 2.
+        assert_eq!(BalancedAllocation.score(&state, &p, &snapshot[0]), 81);
     }
 }
