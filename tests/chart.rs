@@ -235,11 +235,18 @@ fn controller_rules() -> BTreeSet<(String, String, String, String)> {
 /// What dlite-scheduler does against the API, and nothing more.
 fn scheduler_rules() -> BTreeSet<(String, String, String, String)> {
     expand(&[
-        ("", "pods", "", &["get", "list", "watch", "patch"]),
+        // delete: preemption's evictions.
+        ("", "pods", "", &["get", "list", "watch", "patch", "delete"]),
         ("", "pods/binding", "", &["create"]),
         ("", "pods/status", "", &["patch", "update"]),
         ("", "nodes", "", &["get", "list", "watch"]),
         ("", "namespaces", "", &["get", "list", "watch"]),
+        (
+            "policy",
+            "poddisruptionbudgets",
+            "",
+            &["get", "list", "watch"],
+        ),
         ("events.k8s.io", "events", "", &["create", "patch"]),
     ])
 }
@@ -2090,7 +2097,17 @@ async fn rbac_is_exactly_enough_for_the_real_binaries() {
             true,
         ),
         (&sch, other, "", "pods", "create", None, false),
-        (&sch, other, "", "pods", "delete", None, false),
+        // Preemption evicts.
+        (&sch, other, "", "pods", "delete", None, true),
+        (
+            &sch,
+            None,
+            "policy",
+            "poddisruptionbudgets",
+            "watch",
+            None,
+            true,
+        ),
         (&sch, other, "", "pods/eviction", "create", None, false),
         (&sch, None, "", "nodes", "patch", None, false),
         (&sch, other, "", "secrets", "list", None, false),

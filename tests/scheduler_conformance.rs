@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
@@ -34,20 +35,12 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Differences known and not yet fixed: (scenario, what differs, why).
 /// Each is a part of issue 10 still open.
-const KNOWN: &[(&str, Aspect, &str)] = &[
-    (
-        "required-node-affinity-match-fields",
-        Aspect::Filter,
-        "no NodeAffinity PreFilter: upstream narrows the nodes to those matchFields names and \
+const KNOWN: &[(&str, Aspect, &str)] = &[(
+    "required-node-affinity-match-fields",
+    Aspect::Filter,
+    "no NodeAffinity PreFilter: upstream narrows the nodes to those matchFields names and \
          counts the rest as `node(s) didn't satisfy plugin(s) [NodeAffinity]`",
-    ),
-    (
-        "preempts-a-lower-priority-pod",
-        Aspect::Placement,
-        "no preemption: upstream evicts the lower-priority pod and binds; dlite-scheduler \
-         says it does not preempt",
-    ),
-];
+)];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Aspect {
@@ -70,6 +63,8 @@ struct Scenario {
     running: Vec<(&'static str, Value)>,
     /// The pod to schedule (metadata and spec; no schedulerName).
     pod: Value,
+    /// PodDisruptionBudgets (metadata and spec) in the scenario's namespace.
+    pdbs: Vec<Value>,
 }
 
 fn node(name: &str, cpu: &str) -> Node {
@@ -140,6 +135,7 @@ fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "cpu-beyond-every-node",
+            pdbs: vec![],
             nodes: vec![small("n1"), small("n2"), small("n3")],
             running: vec![],
             pod: pod(json!({}), "100", json!({})),
@@ -147,6 +143,7 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             // The issue's example: a taint, a cordon, and no room.
             name: "taint-cordon-no-room",
+            pdbs: vec![],
             nodes: vec![
                 tainted(node("n1", "200"), "k", "v", "NoSchedule"),
                 cordoned(node("n2", "200")),
@@ -159,6 +156,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "cpu-taken-by-equal-priority-pods",
+            pdbs: vec![],
             nodes: vec![node("n1", "4"), node("n2", "4")],
             running: vec![
                 ("n1", pod(json!({"app": "busy"}), "3", json!({}))),
@@ -168,12 +166,14 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "no-execute-taint",
+            pdbs: vec![],
             nodes: vec![tainted(node("n1", "4"), "dedicated", "db", "NoExecute")],
             running: vec![],
             pod: pod(json!({}), "1", json!({})),
         },
         Scenario {
             name: "tolerated-taint-binds",
+            pdbs: vec![],
             nodes: vec![tainted(node("n1", "4"), "dedicated", "db", "NoSchedule")],
             running: vec![],
             pod: pod(
@@ -184,12 +184,14 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "node-selector-matches-nothing",
+            pdbs: vec![],
             nodes: vec![node("n1", "4"), node("n2", "4")],
             running: vec![],
             pod: pod(json!({}), "1", json!({"nodeSelector": {"disk": "ssd"}})),
         },
         Scenario {
             name: "required-node-affinity-match-fields",
+            pdbs: vec![],
             nodes: vec![node("n1", "4"), node("n2", "4"), node("n3", "4")],
             running: vec![],
             pod: pod(
@@ -201,6 +203,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "host-port-taken",
+            pdbs: vec![],
             nodes: vec![node("n1", "4")],
             running: vec![(
                 "n1",
@@ -220,12 +223,14 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "too-many-pods",
+            pdbs: vec![],
             nodes: vec![max_pods(node("n1", "4"), "1")],
             running: vec![("n1", pod(json!({"app": "one"}), "100m", json!({})))],
             pod: pod(json!({}), "100m", json!({})),
         },
         Scenario {
             name: "pod-anti-affinity-to-running-pod",
+            pdbs: vec![],
             nodes: vec![
                 labelled(node("n1", "4"), json!({"kubernetes.io/hostname": "n1"})),
                 labelled(node("n2", "4"), json!({"kubernetes.io/hostname": "n2"})),
@@ -243,6 +248,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "least-allocated-picks-the-emptiest",
+            pdbs: vec![],
             nodes: vec![node("n1", "8"), node("n2", "8"), node("n3", "8")],
             running: vec![
                 ("n1", pod(json!({"app": "a"}), "4", json!({}))),
@@ -252,6 +258,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "prefer-no-schedule-taint-avoided",
+            pdbs: vec![],
             nodes: vec![
                 tainted(node("n1", "4"), "spot", "true", "PreferNoSchedule"),
                 node("n2", "4"),
@@ -261,6 +268,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "preferred-node-affinity",
+            pdbs: vec![],
             nodes: vec![
                 node("n1", "4"),
                 labelled(node("n2", "4"), json!({"disk": "ssd"})),
@@ -277,6 +285,7 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             // Equal cpu headroom; n2 keeps cpu and memory in balance.
             name: "balanced-allocation",
+            pdbs: vec![],
             nodes: vec![node("n1", "4"), node("n2", "4")],
             running: vec![
                 (
@@ -307,6 +316,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "topology-spread-picks-the-emptier-zone",
+            pdbs: vec![],
             nodes: vec![
                 labelled(
                     node("n1", "8"),
@@ -331,6 +341,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "preempts-a-lower-priority-pod",
+            pdbs: vec![],
             nodes: vec![node("n1", "4")],
             running: vec![(
                 "n1",
@@ -347,7 +358,76 @@ fn scenarios() -> Vec<Scenario> {
             ),
         },
         Scenario {
+            // Two ways to make room: evicting the priority-10 pod on n1
+            // would break its budget; the priority-20 pod on n2 has none.
+            name: "preemption-respects-a-disruption-budget",
+            pdbs: vec![json!({"metadata": {"name": "db"},
+                "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}})],
+            nodes: vec![node("n1", "4"), node("n2", "4")],
+            running: vec![
+                (
+                    "n1",
+                    pod(
+                        json!({"app": "db"}),
+                        "3",
+                        json!({"priorityClassName": "conformance-low"}),
+                    ),
+                ),
+                (
+                    "n2",
+                    pod(
+                        json!({"app": "web"}),
+                        "3",
+                        json!({"priorityClassName": "conformance-mid"}),
+                    ),
+                ),
+            ],
+            pod: pod(
+                json!({}),
+                "2",
+                json!({"priorityClassName": "conformance-high"}),
+            ),
+        },
+        Scenario {
+            // The fewest victims of the lowest priority: n2's one pod.
+            name: "preemption-picks-the-cheapest-node",
+            pdbs: vec![],
+            nodes: vec![node("n1", "4"), node("n2", "4")],
+            running: vec![
+                (
+                    "n1",
+                    pod(
+                        json!({"app": "a"}),
+                        "2",
+                        json!({"priorityClassName": "conformance-low"}),
+                    ),
+                ),
+                (
+                    "n1",
+                    pod(
+                        json!({"app": "b"}),
+                        "2",
+                        json!({"priorityClassName": "conformance-low"}),
+                    ),
+                ),
+                (
+                    "n2",
+                    pod(
+                        json!({"app": "c"}),
+                        "3",
+                        json!({"priorityClassName": "conformance-low"}),
+                    ),
+                ),
+            ],
+            pod: pod(
+                json!({}),
+                "3",
+                json!({"priorityClassName": "conformance-high"}),
+            ),
+        },
+        Scenario {
             name: "preemption-policy-never",
+            pdbs: vec![],
             nodes: vec![node("n1", "4")],
             running: vec![("n1", pod(json!({"app": "busy"}), "3", json!({})))],
             pod: pod(
@@ -610,6 +690,31 @@ async fn attempt(client: &Client, ns: &str, pod: &Value, scheduler: &str) -> Out
     outcome
 }
 
+/// A binding that took evictions names them: which pods a preemption
+/// chose is part of what a user sees.
+async fn with_evictions(outcome: Outcome, pods: &Api<Pod>, running: usize) -> Outcome {
+    let Outcome::Bound(node) = outcome else {
+        return outcome;
+    };
+    let mut evicted = Vec::new();
+    for i in 0..running {
+        let name = format!("running-{i}");
+        let gone = pods
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some());
+        if gone {
+            evicted.push(name);
+        }
+    }
+    if evicted.is_empty() {
+        Outcome::Bound(node)
+    } else {
+        Outcome::Bound(format!("{node}, evicting {}", evicted.join(" ")))
+    }
+}
+
 async fn run_scenario(client: &Client, index: usize, s: &Scenario) -> (Outcome, Outcome) {
     delete_all_nodes(client).await;
     let ns = format!("sc-{index:02}");
@@ -635,6 +740,16 @@ async fn run_scenario(client: &Client, index: usize, s: &Scenario) -> (Outcome, 
         })
         .collect();
     create_nodes(client, &nodes).await;
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    for b in &s.pdbs {
+        budgets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(b.clone()).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     for (i, (node, p)) in s.running.iter().enumerate() {
         let name = format!("running-{i}");
@@ -656,7 +771,21 @@ async fn run_scenario(client: &Client, index: usize, s: &Scenario) -> (Outcome, 
         })
         .await;
     }
+    // The disruption controller has counted the running pods: both
+    // schedulers read the same budgets.
+    for b in &s.pdbs {
+        let name = b["metadata"]["name"].as_str().unwrap().to_string();
+        wait(&format!("PodDisruptionBudget {name} counted"), || async {
+            let b = budgets.get(&name).await.map_err(|e| e.to_string())?;
+            match b.status {
+                Some(st) if st.expected_pods.unwrap_or(0) > 0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    }
     let kube = attempt(client, &ns, &s.pod, KUBE).await;
+    let kube = with_evictions(kube, &pods, s.running.len()).await;
     // kube-scheduler may have preempted some: the same pods again.
     for (i, (node, p)) in s.running.iter().enumerate() {
         let name = format!("running-{i}");
@@ -686,6 +815,7 @@ async fn run_scenario(client: &Client, index: usize, s: &Scenario) -> (Outcome, 
         }
     }
     let dlite = attempt(client, &ns, &s.pod, DLITE).await;
+    let dlite = with_evictions(dlite, &pods, s.running.len()).await;
     let prefix = node_name("");
     let strip = |o: Outcome| match o {
         Outcome::Bound(n) => Outcome::Bound(n.trim_start_matches(&prefix).to_string()),
@@ -711,6 +841,7 @@ async fn dlite_scheduler_decides_and_explains_as_kube_scheduler_does() {
     for (name, value, policy) in [
         ("conformance-never", 1000, "Never"),
         ("conformance-high", 1000, "PreemptLowerPriority"),
+        ("conformance-mid", 20, "PreemptLowerPriority"),
         ("conformance-low", 10, "PreemptLowerPriority"),
     ] {
         priority_classes

@@ -92,13 +92,22 @@ pub struct FailureRecord {
     pub condition: bool,
     /// Set lastTransitionTime: PodScheduled was not False before.
     pub transition: bool,
+    /// `status.nominatedNodeName` to write: `Some(Some(node))` after a
+    /// preemption, `Some(None)` to clear a nomination that no longer holds,
+    /// `None` to leave it as it is.
+    pub nominated_node: Option<Option<String>>,
 }
 
 impl FailureRecord {
     /// Decides which writes a failure needs, from the pod as last seen:
     /// unchanged facts are not written again (an unschedulable pod is
     /// retried after every relevant cluster event).
-    pub fn for_pod(pod: &Pod, message: &str, annotation: String) -> FailureRecord {
+    pub fn for_pod(
+        pod: &Pod,
+        message: &str,
+        annotation: String,
+        nominate: Option<&str>,
+    ) -> FailureRecord {
         let current = pod
             .status
             .as_ref()
@@ -116,12 +125,23 @@ impl FailureRecord {
             .as_ref()
             .and_then(|a| a.get(ANNOTATION))
             .is_some_and(|a| *a == annotation);
+        let nominated = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .filter(|n| !n.is_empty());
         FailureRecord {
             message: message.to_string(),
             annotation: (!same_annotation).then_some(annotation),
             condition: !same_condition,
             transition: !was_false,
+            nominated_node: (nominated != nominate).then(|| nominate.map(String::from)),
         }
+    }
+
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        !self.condition && self.annotation.is_none() && self.nominated_node.is_none()
     }
 }
 
@@ -135,24 +155,31 @@ pub async fn record_failure(
 ) -> Result<(), kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), pod_namespace(pod));
     let name = pod_name(pod);
-    if record.condition {
-        let mut condition = json!({
-            "type": CONDITION_POD_SCHEDULED,
-            "status": "False",
-            "reason": REASON_UNSCHEDULABLE,
-            "message": record.message,
-            "lastProbeTime": null,
-        });
-        if record.transition {
-            condition["lastTransitionTime"] = json!(
-                k8s_openapi::jiff::Timestamp::now()
-                    .strftime("%Y-%m-%dT%H:%M:%SZ")
-                    .to_string()
-            );
+    if record.condition || record.nominated_node.is_some() {
+        let mut status = json!({});
+        if let Some(nominated) = &record.nominated_node {
+            status["nominatedNodeName"] = json!(nominated);
+        }
+        if record.condition {
+            let mut condition = json!({
+                "type": CONDITION_POD_SCHEDULED,
+                "status": "False",
+                "reason": REASON_UNSCHEDULABLE,
+                "message": record.message,
+                "lastProbeTime": null,
+            });
+            if record.transition {
+                condition["lastTransitionTime"] = json!(
+                    k8s_openapi::jiff::Timestamp::now()
+                        .strftime("%Y-%m-%dT%H:%M:%SZ")
+                        .to_string()
+                );
+            }
+            status["conditions"] = json!([condition]);
         }
         let patch = json!({
             "metadata": {"uid": pod.metadata.uid},
-            "status": {"conditions": [condition]},
+            "status": status,
         });
         api.patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
             .await?;
@@ -164,6 +191,60 @@ pub async fn record_failure(
             .await?;
     }
     Ok(())
+}
+
+pub const REASON_PREEMPTED: &str = "Preempted";
+pub const CONDITION_DISRUPTION_TARGET: &str = "DisruptionTarget";
+pub const REASON_PREEMPTION_BY_SCHEDULER: &str = "PreemptionByScheduler";
+
+/// Evicts one preemption victim as upstream does: the `DisruptionTarget`
+/// condition first (so its owner and the PodDisruptionBudget controller
+/// know why it goes), then a graceful delete, both for this very pod (uid).
+/// A victim already gone is no error.
+pub async fn preempt_victim(
+    client: &Client,
+    victim: &Pod,
+    scheduler_name: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), pod_namespace(victim));
+    let name = pod_name(victim);
+    let patch = json!({
+        "metadata": {"uid": victim.metadata.uid},
+        "status": {"conditions": [{
+            "type": CONDITION_DISRUPTION_TARGET,
+            "status": "True",
+            "reason": REASON_PREEMPTION_BY_SCHEDULER,
+            "message": format!("{scheduler_name}: preempting to accommodate a higher priority pod"),
+            "lastTransitionTime": k8s_openapi::jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+        }]},
+    });
+    let gone = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 404 || s.code == 409);
+    match api
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+    {
+        Err(e) if gone(&e) => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    let params = kube::api::DeleteParams {
+        preconditions: victim
+            .metadata
+            .uid
+            .clone()
+            .map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+        ..Default::default()
+    };
+    match api.delete(name, &params).await {
+        Err(e) if gone(&e) => Ok(()),
+        Err(e) => Err(e),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// One event to publish.
@@ -271,17 +352,17 @@ mod tests {
 
     #[test]
     fn unchanged_facts_are_not_written_again() {
-        let fresh = FailureRecord::for_pod(&pod("p").build(), "m", "{}".into());
+        let fresh = FailureRecord::for_pod(&pod("p").build(), "m", "{}".into(), None);
         assert!(fresh.condition && fresh.transition);
         assert_eq!(fresh.annotation.as_deref(), Some("{}"));
 
         let mut same = with_condition("False", REASON_UNSCHEDULABLE, "m");
         same.metadata.annotations = Some([(ANNOTATION.to_string(), "{}".to_string())].into());
-        let r = FailureRecord::for_pod(&same, "m", "{}".into());
+        let r = FailureRecord::for_pod(&same, "m", "{}".into(), None);
         assert!(!r.condition);
         assert!(r.annotation.is_none());
 
-        let r = FailureRecord::for_pod(&same, "other message", "{\"x\":1}".into());
+        let r = FailureRecord::for_pod(&same, "other message", "{\"x\":1}".into(), None);
         assert!(r.condition, "a new message is written");
         assert!(!r.transition, "still False: the transition time stays");
         assert!(r.annotation.is_some());

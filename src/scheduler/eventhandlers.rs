@@ -21,6 +21,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{Receiver, Sender};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::Event;
@@ -32,13 +33,14 @@ use super::backend::cluster_event::ClusterEvent;
 use super::backend::queue::{PodKey, QueueConfig, SchedulingQueue, pod_key};
 use super::binder::{
     self, BindOutcome, EventRecord, EventSink, FailureRecord, REASON_FAILED_SCHEDULING,
-    REASON_SCHEDULED, pod_reference,
+    REASON_PREEMPTED, REASON_SCHEDULED, pod_reference,
 };
 use super::diagnosis::SchedulingDiagnosis;
 use super::framework::Framework;
 use super::framework::parallelize::Parallelizer;
-use super::framework::types::{assigned_node, is_terminal, node_name};
+use super::framework::types::{assigned_node, is_terminal, node_name, pod_name, pod_namespace};
 use super::metrics::{RESULT_ERROR, RESULT_SCHEDULED, RESULT_UNSCHEDULABLE, SchedulerMetrics};
+use super::preemption::Candidate;
 use super::schedule_one::{FitError, schedule_pod_with};
 
 /// Messages the loop's channel holds before senders wait. A relist of a
@@ -62,6 +64,7 @@ pub enum Msg {
     Pod(Box<Event<Pod>>),
     Node(Box<Event<Node>>),
     Namespace(Box<Event<PartialObjectMeta<Namespace>>>),
+    PodDisruptionBudget(Box<Event<PodDisruptionBudget>>),
     BindDone {
         key: PodKey,
         uid: Option<String>,
@@ -163,6 +166,8 @@ pub struct Scheduler {
     nodes_relist: Relist,
     scheduled: u64,
     unschedulable: u64,
+    /// namespace/name -> the budget, for preemption.
+    pdbs: std::collections::BTreeMap<String, PodDisruptionBudget>,
 }
 
 impl Scheduler {
@@ -189,6 +194,7 @@ impl Scheduler {
             nodes_relist: Relist::default(),
             scheduled: 0,
             unschedulable: 0,
+            pdbs: Default::default(),
         }
     }
 
@@ -317,6 +323,7 @@ impl Scheduler {
             Msg::Pod(event) => self.handle_pod_event(*event, now),
             Msg::Node(event) => self.handle_node_event(*event, now),
             Msg::Namespace(event) => self.handle_namespace_event(*event),
+            Msg::PodDisruptionBudget(event) => self.handle_pdb_event(*event),
             Msg::BindDone { key, uid, outcome } => self.handle_bind_done(key, uid, outcome, now),
             Msg::FailureRecorded { key } => {
                 self.failure_writes.remove(&key);
@@ -429,6 +436,27 @@ impl Scheduler {
             }
             Event::Init | Event::InitDone => {}
         }
+    }
+
+    fn handle_pdb_event(&mut self, event: Event<PodDisruptionBudget>) {
+        let key = |p: &PodDisruptionBudget| {
+            format!(
+                "{}/{}",
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+                p.metadata.name.as_deref().unwrap_or_default()
+            )
+        };
+        match event {
+            Event::Init => self.pdbs.clear(),
+            Event::Apply(p) | Event::InitApply(p) => {
+                self.pdbs.insert(key(&p), p);
+            }
+            Event::Delete(p) => {
+                self.pdbs.remove(&key(&p));
+            }
+            Event::InitDone => {}
+        }
+        self.cache.set_pdbs(self.pdbs.values().cloned().collect());
     }
 
     fn handle_bind_done(
@@ -569,12 +597,52 @@ impl Scheduler {
         });
     }
 
+    /// Evicts the victims preemption chose, each in a task of its own, with
+    /// a `Preempted` event on each as upstream's. Their deletions come back
+    /// through the pod watch and move the preemptor back to the active
+    /// queue; it is nominated to the node meanwhile (the failure record).
+    fn spawn_preemption(&self, preemptor: &Pod, candidate: &Candidate) {
+        let node = candidate.node.clone();
+        let uid = preemptor.metadata.uid.clone().unwrap_or_default();
+        for victim in &candidate.victims {
+            let client = self.io.client.clone();
+            let events = self.io.events.clone();
+            let scheduler_name = self.config.scheduler_name.clone();
+            let victim = victim.clone();
+            let (node, uid) = (node.clone(), uid.clone());
+            self.io.runtime.spawn(async move {
+                match binder::preempt_victim(&client, &victim, &scheduler_name).await {
+                    Ok(()) => events.publish(EventRecord {
+                        regarding: pod_reference(&victim),
+                        type_: EventType::Normal,
+                        reason: REASON_PREEMPTED,
+                        action: "Preempting",
+                        note: format!("Preempted by pod {uid} on node {node}"),
+                    }),
+                    Err(e) => tracing::warn!(
+                        victim = %format!("{}/{}", pod_namespace(&victim), pod_name(&victim)),
+                        error = %e,
+                        "preempting failed; the next attempt decides again"
+                    ),
+                }
+            });
+        }
+    }
+
     /// The failure path: PodScheduled=False/Unschedulable with the fit
     /// error's message, the diagnosis annotation, a FailedScheduling event.
     fn record_failure(&mut self, key: PodKey, pod: &Arc<Pod>, fit: FitError) {
         let message = fit.to_string();
         let diagnosis = SchedulingDiagnosis::new(&message, fit.num_all_nodes, &fit.diagnosis);
-        let record = FailureRecord::for_pod(pod, &message, diagnosis.to_annotation());
+        let record = FailureRecord::for_pod(
+            pod,
+            &message,
+            diagnosis.to_annotation(),
+            fit.nominate.as_ref().map(|c| c.node.as_str()),
+        );
+        if let Some(candidate) = &fit.nominate {
+            self.spawn_preemption(pod, candidate);
+        }
         tracing::debug!(pod = %key, %message, "unschedulable");
         self.io.events.publish(EventRecord {
             regarding: pod_reference(pod),
@@ -583,7 +651,7 @@ impl Scheduler {
             action: "Scheduling",
             note: message,
         });
-        if !record.condition && record.annotation.is_none() {
+        if record.is_empty() {
             return;
         }
         self.failure_writes.insert(key.clone());

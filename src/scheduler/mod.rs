@@ -40,6 +40,7 @@ pub mod eventhandlers;
 pub(crate) mod framework;
 pub mod metrics;
 pub(crate) mod plugins;
+pub(crate) mod preemption;
 pub mod run;
 pub(crate) mod schedule_one;
 pub(crate) mod util;

@@ -7,6 +7,7 @@ use std::future::Future;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -123,6 +124,21 @@ pub async fn run(
             health.clone(),
             "namespaces",
             |e| Msg::Namespace(Box::new(e.modify(|o| o.metadata.managed_fields = None))),
+        )));
+    }
+
+    {
+        // Preemption respects them where it can.
+        let api = Api::<PodDisruptionBudget>::all(client.clone());
+        let stream =
+            watcher(api, watcher::Config::default()).backoff(crate::runtime::watch_backoff());
+        let tx = tx.clone();
+        watches.push(tokio::spawn(forward(
+            stream,
+            tx,
+            health.clone(),
+            "poddisruptionbudgets",
+            |e| Msg::PodDisruptionBudget(Box::new(strip(e))),
         )));
     }
 

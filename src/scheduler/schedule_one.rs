@@ -19,7 +19,7 @@ use super::framework::{
     MIN_FEASIBLE_NODES_TO_FIND, NO_NODES_AVAILABLE_MSG, NodeScore, ScorePlugin, Status,
     filter_node, run_pre_filter_plugins,
 };
-use super::plugins::priority_sort::pod_priority;
+use super::preemption::{Candidate, Preemption, preempt};
 
 /// Why one node was rejected: the first failing filter plugin and its
 /// reasons. Small enough to list per node in an annotation.
@@ -150,6 +150,25 @@ pub fn find_nodes_that_fit_with(
             feasible_nodes: Vec::new(),
             diagnosis,
             evaluated_nodes: 0,
+            next_start_index: start_index,
+        };
+    }
+
+    // Nominated by an earlier preemption: that node first, and if the pod
+    // fits there now it goes there (upstream's evaluateNominatedNode).
+    let nominated = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .and_then(|n| snapshot.index_of(n));
+    if let Some(i) = nominated
+        && filter_node(framework, &state, pod, &snapshot[i]).is_success()
+    {
+        return FilterOutcome {
+            state,
+            feasible_nodes: vec![i],
+            diagnosis,
+            evaluated_nodes: 1,
             next_start_index: start_index,
         };
     }
@@ -363,86 +382,32 @@ fn push_histogram(msg: &mut String, counts: &BTreeMap<&str, usize>) {
     }
 }
 
-/// Said (as upstream's DefaultPreemption says nothing of the kind) when a
-/// node that failed only for reasons an eviction can change runs pods of
-/// lower priority than the pod's: upstream would dry-run the preemption
-/// there and may evict; dlite-scheduler does not preempt.
-pub const PREEMPTION_NOT_SUPPORTED_MSG: &str =
-    "preemption: not supported by dlite-scheduler, and pods of lower priority run on";
-
-/// The PostFilter part of the message, as far as dlite-scheduler goes: what
-/// upstream's default PostFilter plugins say when they cannot help.
+/// The PostFilter part of the message: what upstream's default PostFilter
+/// plugins say when they cannot help, joined with `, ` in their order.
 ///
 /// - DynamicResources: `no new claims to deallocate` for a pod without
 ///   resource claims (dlite-scheduler does not schedule claims; a pod with
 ///   claims gets nothing from it).
-/// - DefaultPreemption: `preemption: ` then `not eligible due to
-///   preemptionPolicy=Never.`, or, when no node has a pod it may evict, the
-///   dry run's verdict as a nested `0/N nodes are available: ...`: nodes
-///   that failed only for reasons an eviction can change (Unschedulable) and
-///   run no pod of lower priority count as `No preemption victims found for
-///   incoming pod`, every other node as `Preemption is not helpful for
-///   scheduling`. When such a node does run pods of lower priority,
-///   upstream would preempt; this says plainly that dlite-scheduler does
-///   not ([`PREEMPTION_NOT_SUPPORTED_MSG`]).
+/// - DefaultPreemption: `preemption: ` and why it cannot help
+///   ([`crate::scheduler::preemption`]).
 ///
-/// The parts are joined with `, `, DynamicResources first, as upstream's
-/// RunPostFilterPlugins joins the reasons of the plugins that could not help.
-pub fn post_filter_message(pod: &Pod, snapshot: &Snapshot, diagnosis: &Diagnosis) -> String {
-    let spec = pod.spec.as_ref();
+/// Empty when preemption found a node: upstream's PostFilter then
+/// succeeded, and a success says nothing.
+pub fn post_filter_message(pod: &Pod, preemption: &Preemption) -> String {
+    if matches!(preemption, Preemption::Nominate(_)) {
+        return String::new();
+    }
     let mut parts = Vec::new();
-    if spec
+    if pod
+        .spec
+        .as_ref()
         .and_then(|s| s.resource_claims.as_ref())
         .is_none_or(Vec::is_empty)
     {
         parts.push("no new claims to deallocate".to_string());
     }
-    parts.push(preemption_message(pod, snapshot, diagnosis));
+    parts.push(preemption.message());
     parts.join(", ")
-}
-
-fn preemption_message(pod: &Pod, snapshot: &Snapshot, diagnosis: &Diagnosis) -> String {
-    if pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.preemption_policy.as_deref())
-        == Some("Never")
-    {
-        return "preemption: not eligible due to preemptionPolicy=Never.".to_string();
-    }
-    let priority = pod_priority(pod);
-    let mut no_victims = 0;
-    let mut with_victims = Vec::new();
-    for d in diagnosis.nodes.iter().filter(|d| !d.unresolvable) {
-        let lower = snapshot
-            .get(&d.node)
-            .is_some_and(|info| info.pods.iter().any(|p| pod_priority(&p.pod) < priority));
-        if lower {
-            with_victims.push(d.node.as_str());
-        } else {
-            no_victims += 1;
-        }
-    }
-    if !with_victims.is_empty() {
-        return format!(
-            "{PREEMPTION_NOT_SUPPORTED_MSG} {} node(s).",
-            with_victims.len()
-        );
-    }
-    let total = snapshot.len();
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    if no_victims > 0 {
-        counts.insert("No preemption victims found for incoming pod", no_victims);
-    }
-    if total > no_victims {
-        counts.insert(
-            "Preemption is not helpful for scheduling",
-            total - no_victims,
-        );
-    }
-    let mut msg = format!("preemption: 0/{total} nodes are available:");
-    push_histogram(&mut msg, &counts);
-    msg
 }
 
 /// A successful cycle's choice.
@@ -456,11 +421,13 @@ pub struct ScheduleResult {
 }
 
 /// The pod fits nowhere; `Display` gives the event message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FitError {
     pub num_all_nodes: usize,
     pub diagnosis: Diagnosis,
     pub next_start_index: usize,
+    /// Where preemption would make room, and the pods to evict there.
+    pub nominate: Option<Box<Candidate>>,
 }
 
 impl fmt::Display for FitError {
@@ -503,14 +470,26 @@ pub fn schedule_pod_with(
 ) -> Result<ScheduleResult, FitError> {
     let mut outcome = find_nodes_that_fit_with(framework, pod, snapshot, start_index, parallelizer);
     if outcome.feasible_nodes.is_empty() {
+        let mut nominate = None;
         if !snapshot.is_empty() {
+            let preemption = preempt(
+                framework,
+                pod,
+                snapshot,
+                &outcome.diagnosis,
+                snapshot.pdbs(),
+            );
             outcome.diagnosis.post_filter_msg =
-                Some(post_filter_message(pod, snapshot, &outcome.diagnosis));
+                Some(post_filter_message(pod, &preemption)).filter(|m| !m.is_empty());
+            if let Preemption::Nominate(c) = preemption {
+                nominate = Some(Box::new(c));
+            }
         }
         return Err(FitError {
             num_all_nodes: snapshot.len(),
             diagnosis: outcome.diagnosis,
             next_start_index: outcome.next_start_index,
+            nominate,
         });
     }
     let scores = prioritize_nodes_with(
@@ -759,15 +738,19 @@ mod tests {
             "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint(s). \
              no new claims to deallocate, preemption: not eligible due to preemptionPolicy=Never."
         );
-        // A lower-priority pod where room is short: upstream would preempt.
+        // A lower-priority pod where room is short: preempted. Success says
+        // nothing after the filters' sentence.
         let high = pod("p").container(&[("cpu", "2")]).priority(100).build();
         assert_eq!(
             failure(&high, &two, std::slice::from_ref(&busy)),
-            format!(
-                "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint(s). \
-                 no new claims to deallocate, {PREEMPTION_NOT_SUPPORTED_MSG} 1 node(s)."
-            )
+            "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint(s)."
         );
+        let fw = default_framework(Profile::default());
+        let snapshot = Snapshot::new(&two, std::slice::from_ref(&busy));
+        let fit = schedule_pod(&fw, &high, &snapshot, 0, 0).unwrap_err();
+        let c = fit.nominate.expect("a candidate");
+        assert_eq!(c.node, "a");
+        assert_eq!(c.victims.len(), 1);
         // With resource claims, DynamicResources says nothing here.
         let mut claims = huge.clone();
         claims.spec.as_mut().unwrap().resource_claims = Some(vec![
@@ -778,6 +761,36 @@ mod tests {
             failure(&claims, &two, &[]).contains(". preemption: 0/2 nodes are available:"),
             "{}",
             failure(&claims, &two, &[])
+        );
+    }
+
+    #[test]
+    fn a_nominated_node_is_tried_first() {
+        let nodes = [
+            node("a").allocatable("4", "8Gi", "110").build(),
+            node("b").allocatable("8", "8Gi", "110").build(),
+        ];
+        let snapshot = Snapshot::new(&nodes, &[]);
+        let fw = default_framework(Profile::default());
+        let mut p = pod("p").container(&[("cpu", "1")]).build();
+        // Unnominated, the emptier b wins.
+        assert_eq!(
+            schedule_pod(&fw, &p, &snapshot, 0, 0)
+                .unwrap()
+                .suggested_host,
+            "b"
+        );
+        p.status.get_or_insert_default().nominated_node_name = Some("a".into());
+        let r = schedule_pod(&fw, &p, &snapshot, 0, 0).unwrap();
+        assert_eq!((r.suggested_host.as_str(), r.evaluated_nodes), ("a", 1));
+        // Where it does not fit, the search goes on as usual.
+        let mut big = pod("big").container(&[("cpu", "6")]).build();
+        big.status.get_or_insert_default().nominated_node_name = Some("a".into());
+        assert_eq!(
+            schedule_pod(&fw, &big, &snapshot, 0, 0)
+                .unwrap()
+                .suggested_host,
+            "b"
         );
     }
 

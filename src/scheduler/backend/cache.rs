@@ -257,6 +257,10 @@ impl SchedulerCache {
     pub fn set_namespace_labels(&mut self, namespace: &str, labels: Option<Labels>) {
         self.snapshot.set_namespace_labels(namespace, labels);
     }
+
+    pub fn set_pdbs(&mut self, pdbs: Vec<k8s_openapi::api::policy::v1::PodDisruptionBudget>) {
+        self.snapshot.set_pdbs(pdbs);
+    }
 }
 
 #[cfg(test)]

@@ -387,6 +387,9 @@ pub struct Snapshot {
     image_num_nodes: HashMap<String, usize>,
     /// Namespace name -> labels, for `namespaceSelector`s.
     namespace_labels: HashMap<String, Labels>,
+    /// The cluster's PodDisruptionBudgets, which preemption respects
+    /// where it can.
+    pdbs: Vec<k8s_openapi::api::policy::v1::PodDisruptionBudget>,
 }
 
 impl Snapshot {
@@ -459,6 +462,14 @@ impl Snapshot {
             Some(l) => Cow::Borrowed(l),
             None => Cow::Owned(default_namespace_labels(namespace)),
         }
+    }
+
+    pub fn pdbs(&self) -> &[k8s_openapi::api::policy::v1::PodDisruptionBudget] {
+        &self.pdbs
+    }
+
+    pub fn set_pdbs(&mut self, pdbs: Vec<k8s_openapi::api::policy::v1::PodDisruptionBudget>) {
+        self.pdbs = pdbs;
     }
 
     pub fn node_infos(&self) -> &[NodeInfo] {
