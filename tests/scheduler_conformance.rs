@@ -26,7 +26,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use support::Process;
-use support::nodes::kwok_node;
+use support::nodes::{has_taint, is_ready, kwok_node};
 use support::plane::{ControlPlane, skip_reason};
 
 const DLITE: &str = "dlite-scheduler";
@@ -128,6 +128,11 @@ fn pod(labels: Value, cpu: &str, spec: Value) -> Value {
         support::dl::merge(&mut p["spec"], &spec);
     }
     p
+}
+
+/// A pod of PriorityClass `class` requesting `cpu`.
+fn of_class(labels: Value, cpu: &str, class: &str) -> Value {
+    pod(labels, cpu, json!({"priorityClassName": class}))
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -345,17 +350,9 @@ fn scenarios() -> Vec<Scenario> {
             nodes: vec![node("n1", "4")],
             running: vec![(
                 "n1",
-                pod(
-                    json!({"app": "low"}),
-                    "3",
-                    json!({"priorityClassName": "conformance-low"}),
-                ),
+                of_class(json!({"app": "low"}), "3", "conformance-low"),
             )],
-            pod: pod(
-                json!({}),
-                "2",
-                json!({"priorityClassName": "conformance-high"}),
-            ),
+            pod: of_class(json!({}), "2", "conformance-high"),
         },
         Scenario {
             // Two ways to make room: evicting the priority-10 pod on n1
@@ -365,28 +362,13 @@ fn scenarios() -> Vec<Scenario> {
                 "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}})],
             nodes: vec![node("n1", "4"), node("n2", "4")],
             running: vec![
-                (
-                    "n1",
-                    pod(
-                        json!({"app": "db"}),
-                        "3",
-                        json!({"priorityClassName": "conformance-low"}),
-                    ),
-                ),
+                ("n1", of_class(json!({"app": "db"}), "3", "conformance-low")),
                 (
                     "n2",
-                    pod(
-                        json!({"app": "web"}),
-                        "3",
-                        json!({"priorityClassName": "conformance-mid"}),
-                    ),
+                    of_class(json!({"app": "web"}), "3", "conformance-mid"),
                 ),
             ],
-            pod: pod(
-                json!({}),
-                "2",
-                json!({"priorityClassName": "conformance-high"}),
-            ),
+            pod: of_class(json!({}), "2", "conformance-high"),
         },
         Scenario {
             // The fewest victims of the lowest priority: n2's one pod.
@@ -394,47 +376,18 @@ fn scenarios() -> Vec<Scenario> {
             pdbs: vec![],
             nodes: vec![node("n1", "4"), node("n2", "4")],
             running: vec![
-                (
-                    "n1",
-                    pod(
-                        json!({"app": "a"}),
-                        "2",
-                        json!({"priorityClassName": "conformance-low"}),
-                    ),
-                ),
-                (
-                    "n1",
-                    pod(
-                        json!({"app": "b"}),
-                        "2",
-                        json!({"priorityClassName": "conformance-low"}),
-                    ),
-                ),
-                (
-                    "n2",
-                    pod(
-                        json!({"app": "c"}),
-                        "3",
-                        json!({"priorityClassName": "conformance-low"}),
-                    ),
-                ),
+                ("n1", of_class(json!({"app": "a"}), "2", "conformance-low")),
+                ("n1", of_class(json!({"app": "b"}), "2", "conformance-low")),
+                ("n2", of_class(json!({"app": "c"}), "3", "conformance-low")),
             ],
-            pod: pod(
-                json!({}),
-                "3",
-                json!({"priorityClassName": "conformance-high"}),
-            ),
+            pod: of_class(json!({}), "3", "conformance-high"),
         },
         Scenario {
             name: "preemption-policy-never",
             pdbs: vec![],
             nodes: vec![node("n1", "4")],
             running: vec![("n1", pod(json!({"app": "busy"}), "3", json!({})))],
-            pod: pod(
-                json!({}),
-                "2",
-                json!({"priorityClassName": "conformance-never"}),
-            ),
+            pod: of_class(json!({}), "2", "conformance-never"),
         },
     ]
 }
@@ -541,20 +494,8 @@ async fn create_nodes(client: &Client, nodes: &[Node]) {
             &format!("node {name} Ready, its not-ready taint lifted"),
             || async {
                 let n = api.get(&name).await.map_err(|e| e.to_string())?;
-                let ready = n
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                let not_ready_taint = n
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.taints.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .any(|t| t.key == "node.kubernetes.io/not-ready");
+                let ready = is_ready(&n);
+                let not_ready_taint = has_taint(&n, |k| k == "node.kubernetes.io/not-ready");
                 // A cordoned node also gets the unschedulable taint; both
                 // schedulers stop at NodeUnschedulable before looking at it.
                 if ready && !not_ready_taint {

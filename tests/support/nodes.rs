@@ -23,22 +23,28 @@ pub fn kwok_node(name: &str, cpu: &str, memory: &str, labels: Value, taints: Val
     .expect("a well-formed node")
 }
 
-/// The node is Ready and the node lifecycle controller has lifted the
-/// `node.kubernetes.io/*` taints it puts on new nodes: pods can land.
-pub fn is_ready_and_untainted(n: &Node) -> bool {
-    let ready = n
-        .status
+/// The node's Ready condition is True.
+pub fn is_ready(n: &Node) -> bool {
+    n.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .into_iter()
         .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    let lifecycle_taint = n
-        .spec
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// The node carries a taint whose key `matches`.
+pub fn has_taint(n: &Node, matches: impl Fn(&str) -> bool) -> bool {
+    n.spec
         .as_ref()
         .and_then(|s| s.taints.as_ref())
         .into_iter()
         .flatten()
-        .any(|t| t.key.starts_with("node.kubernetes.io/"));
-    ready && !lifecycle_taint
+        .any(|t| matches(&t.key))
+}
+
+/// The node is Ready and the node lifecycle controller has lifted the
+/// `node.kubernetes.io/*` taints it puts on new nodes: pods can land.
+pub fn is_ready_and_untainted(n: &Node) -> bool {
+    is_ready(n) && !has_taint(n, |k| k.starts_with("node.kubernetes.io/"))
 }

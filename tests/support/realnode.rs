@@ -61,15 +61,8 @@ pub async fn real_node(client: &Client, images: &[String]) -> Option<Node> {
              `hack/testenv down` and `up` again)"
         );
     };
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
     assert!(
-        ready,
+        super::nodes::is_ready(&node),
         "the real node {} is not Ready: {:?}",
         node.name_any(),
         node.status.as_ref().map(|s| &s.conditions)
