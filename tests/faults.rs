@@ -1198,11 +1198,14 @@ async fn throttling(cp: &ControlPlane, admin: &Client) -> String {
     );
     // Backing off: a component retrying at once would send hundreds of
     // requests a second; the watches' and the work queue's backoff keep
-    // them to a few.
-    // and no more than when nothing throttled them: a 429 is not answered
-    // with more requests.
+    // them to a few, and no more than when nothing throttled them: a 429
+    // is not answered with more requests. The absolute cap is above what
+    // the workload itself sends unthrottled (a rollout of 20 and a pod
+    // every 500 ms: 7.3 to 10.7 requests/s measured, and 12.4/s once when
+    // the throttled rollout spanned the whole window where the unthrottled
+    // one had finished early), far below a hot loop.
     assert!(
-        rate <= 2.0 * baseline + 1.0 && rate <= 10.0,
+        rate <= 2.0 * baseline + 1.0 && rate <= 20.0,
         "{rate:.1} requests/s while throttled ({rejected} rejected, {dispatched} dispatched in {window:?}), {baseline:.1}/s unthrottled; the neighbour's hot loop {noise_rate:.0}/s: a hot loop"
     );
     assert!(

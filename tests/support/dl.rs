@@ -232,7 +232,17 @@ pub async fn replica_sets(ns: &TestNamespace, dl: &str) -> Vec<ReplicaSet> {
                 .any(|o| o.controller == Some(true) && o.name == dl)
         })
         .collect();
-    list.sort_by_key(|rs| rs.metadata.creation_timestamp.clone());
+    // By revision: creation timestamps have whole seconds, and a fast
+    // rollout creates both ReplicaSets within one (the list's own order,
+    // by name, then decided which came "first").
+    list.sort_by_key(|rs| {
+        let revision = rs
+            .annotations()
+            .get("dlite.dev/revision")
+            .and_then(|r| r.parse::<i64>().ok())
+            .unwrap_or(0);
+        (revision, rs.metadata.creation_timestamp.clone())
+    });
     list
 }
 
