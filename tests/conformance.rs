@@ -1812,17 +1812,11 @@ fn real_node_scenarios() -> Vec<Scenario> {
                 step(Scale(3), Until::Complete),
             ],
         ),
-        (
-            "surge-2-unavailable-1",
-            vec![
-                create_with(
-                    4,
-                    json!({"strategy": {"type": "RollingUpdate",
-                        "rollingUpdate": {"maxSurge": 2, "maxUnavailable": 1}}}),
-                ),
-                bounded(version("v2")),
-            ],
-        ),
+        // No "surge-2-unavailable-1" here either: in two CI runs of
+        // 2026-12-08 (of four) the old ReplicaSet went 2->1->0 under
+        // DeploymentLite and 2->0 under Deployment, a sync falling between
+        // two real pods turning Ready on one side only; alone it passed.
+        // The kwok suite keeps it, readiness timed alike for both sides.
         // No "scale-up-during-rollout" here: on real containers it diverged
         // once (CI of 2f26555): the old ReplicaSet of never-ready pods went
         // 2->1->0 under DeploymentLite and 2->0 under Deployment. How far
