@@ -1816,7 +1816,9 @@ fn real_node_scenarios() -> Vec<Scenario> {
         // 2026-12-08 (of four) the old ReplicaSet went 2->1->0 under
         // DeploymentLite and 2->0 under Deployment, a sync falling between
         // two real pods turning Ready on one side only; alone it passed.
-        // The kwok suite keeps it, readiness timed alike for both sides.
+        // No kwok scenario compares this bound setting with upstream yet
+        // (tests/deploymentlite.rs checks its bounds, not against a
+        // Deployment): a script for the kwok suite is the next step.
         // No "scale-up-during-rollout" here: on real containers it diverged
         // once (CI of 2f26555): the old ReplicaSet of never-ready pods went
         // 2->1->0 under DeploymentLite and 2->0 under Deployment. How far
