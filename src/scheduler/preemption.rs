@@ -40,7 +40,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::framework::types::{PodInfo, Snapshot};
 use super::framework::{Framework, Status, filter_node, run_pre_filter_plugins};
 use super::plugins::priority_sort::pod_priority;
-use super::schedule_one::Diagnosis;
+use super::schedule_one::{Diagnosis, push_histogram};
 use super::util::labels::Selector;
 
 pub const NO_VICTIMS: &str = "No preemption victims found for incoming pod";
@@ -135,12 +135,10 @@ pub fn preempt(
     if total > statuses.len() {
         *counts.entry(NOT_HELPFUL).or_default() += total - statuses.len();
     }
-    let mut entries: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
-    entries.sort();
-    Preemption::Unschedulable(format!(
-        "0/{total} nodes are available: {}.",
-        entries.join(", ")
-    ))
+    // The nested verdict reads as the outer fit error does.
+    let mut msg = format!("0/{total} nodes are available:");
+    push_histogram(&mut msg, &counts);
+    Preemption::Unschedulable(msg)
 }
 
 fn not_eligible(pod: &Pod, snapshot: &Snapshot, diagnosis: &Diagnosis) -> Option<&'static str> {

@@ -371,7 +371,7 @@ pub fn fit_error_message(total_nodes: usize, diagnosis: &Diagnosis) -> String {
 
 /// ` <count> <reason>, ...` and a period, sorted as whole strings, count
 /// first, as upstream's message is: "10 x" sorts before "2 y".
-fn push_histogram(msg: &mut String, counts: &BTreeMap<&str, usize>) {
+pub(crate) fn push_histogram(msg: &mut String, counts: &BTreeMap<&str, usize>) {
     let mut entries: Vec<String> = counts
         .iter()
         .map(|(reason, n)| format!("{n} {reason}"))
